@@ -1,11 +1,19 @@
 """Answer parsing shared by the rewards and the evaluation: it never raises on model output.
 
 Accepted answers (Qwen2.5-VL native JSON, see README's contract):
-- bare JSON, or JSON inside a ```json fence, with prose before or after it;
-- any of those inside ``<answer>...</answer>``, optionally after ``<think>...</think>``;
-- Qwen2-VL tuples ``(x1,y1),(x2,y2)`` (optionally after a label), read as ``bbox_2d`` items;
+- bare JSON, or JSON inside a ```json fence, with prose before or after it (a stray ``[1]`` in
+  the prose is skipped in favour of the list of objects);
+- any of those inside ``<answer>...</answer>``, optionally after ``<think>...</think>`` (or after
+  a bare ``</think>`` when the chat template opened the think block in the prompt);
+- ``{"objects": [...]}``-style wrappers around the list;
+- Qwen2-VL tuples ``label(x1,y1),(x2,y2)``, with or without its ``<|box_start|>`` tokens, read
+  as ``bbox_2d`` items *in the input frame's pixels* (our models answer in absolute pixels);
 - a JSON list cut off by the length limit: the complete objects before the cut are kept and
   the cut one counts as malformed.
+
+Coordinates are returned as written (absolute pixels of the input frame), corners ordered and
+clipped to ``±boxes.MAX_ABS_COORD``. Work per completion is bounded (``MAX_CHARS``,
+``MAX_ITEMS``, linear-time tag search), so a 200k-character answer costs milliseconds.
 """
 
 from __future__ import annotations
@@ -18,22 +26,29 @@ from typing import Any
 
 import numpy as np
 
+from verl_perception.boxes import MAX_ABS_COORD
+
 # Model output is untrusted; cap the work a single completion can cost. Answers longer than
 # this are still scored (on their first MAX_CHARS characters), never rejected with an error.
 MAX_CHARS = 100_000
 MAX_ITEMS = 5_000
 
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL | re.IGNORECASE)
-_FENCE_RE = re.compile(r"```(?:[a-zA-Z]*)[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
+_FENCE_LANG_RE = re.compile(r"[a-zA-Z]*[ \t]*\n?")
+try:  # orjson comes with verl (through tensordict); it decodes about twice as fast
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - optional
+    _fast_loads = None
+_DECODER = json.JSONDecoder()  # stateless; building one per call cost as much as a small decode
+_LIST_OF_OBJECTS_RE = re.compile(r"\[\s*\{")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_TUPLE_BOX_RE = re.compile(
-    rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
-)
+_TUPLE_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 _LABEL_BEFORE_RE = re.compile(r"([^\n\(\)\[\]{}<>,;:]{1,64})\s*$")
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedAnswer:
     """What was read from one completion.
 
@@ -62,21 +77,34 @@ class ParsedAnswer:
 def split_answer(completion: Any, require_think: bool = False) -> tuple[str, bool, str | None]:
     """Return ``(payload, tags_ok, think)`` of a completion.
 
-    ``tags_ok`` is False when ``require_think`` is set and no closed ``<think>`` block precedes
-    the answer, or when a ``<think>`` is opened and never closed.
+    The payload is the text inside ``<answer>...</answer>`` when present (an unclosed
+    ``<answer>`` runs to the end), else the whole completion, with the think block removed and
+    surrounding whitespace stripped. A ``</think>`` with no opening tag closes a think block
+    that started in the prompt (chat templates that prefill ``<think>``).
+
+    ``tags_ok`` is False when ``require_think`` is set and no closed think block was found, or
+    when a ``<think>`` is opened and never closed (the payload is then what precedes it).
+    Tags are matched case-insensitively.
     """
     if not isinstance(completion, str):
         completion = "" if completion is None else str(completion)
     text = completion[:MAX_CHARS]
     think = None
     tags_ok = True
-    m = _THINK_RE.search(text)
-    if m:
-        think = m.group(1)
-        text = text[: m.start()] + text[m.end() :]
-    elif "<think>" in text.lower():
-        tags_ok = False
-        text = text.split("<think>", 1)[0] if "<think>" in text else text
+    # Two linear searches (a lazy "<think>(.*?)</think>" regex is quadratic on repeated tags).
+    opened = _THINK_OPEN_RE.search(text)
+    closed = _THINK_CLOSE_RE.search(text)
+    if closed is not None and (opened is None or closed.start() < opened.start()):
+        think = text[: closed.start()]
+        text = text[closed.end() :]
+    elif opened is not None:
+        closed = _THINK_CLOSE_RE.search(text, opened.end())
+        if closed is not None:
+            think = text[opened.end() : closed.start()]
+            text = text[: opened.start()] + text[closed.end() :]
+        else:
+            tags_ok = False
+            text = text[: opened.start()]
     if require_think and think is None:
         tags_ok = False
     a = _ANSWER_RE.search(text)
@@ -118,45 +146,90 @@ def _salvage_list(decoder: json.JSONDecoder, text: str, start: int) -> tuple[lis
     return out, n_bad
 
 
+def _answer_like(value: Any) -> bool:
+    """A dict, or a list that is empty or holds at least one dict (not a stray ``[1]`` in prose)."""
+    return isinstance(value, dict) or (
+        isinstance(value, list) and (not value or any(isinstance(v, dict) for v in value))
+    )
+
+
+def _next_open(text: str, start: int) -> int:
+    i, j = text.find("[", start), text.find("{", start)
+    return j if i < 0 else i if j < 0 else min(i, j)
+
+
+def _fenced_blocks(text: str, limit: int = 16) -> list[str]:
+    """Bodies of ```` ```lang ... ``` ```` blocks (an unclosed one runs to the end).
+
+    ``str.find`` instead of a lazy ``(.*?)`` regex, which tests the closing fence at every
+    character and dominated the parse time of ordinary answers.
+    """
+    out = []
+    pos = text.find("```")
+    while pos >= 0 and len(out) < limit:
+        start = _FENCE_LANG_RE.match(text, pos + 3).end()
+        end = text.find("```", start)
+        out.append(text[start:] if end < 0 else text[start:end])
+        if end < 0:
+            break
+        pos = text.find("```", end + 3)
+    return out
+
+
 def find_json(text: str) -> tuple[Any, int, bool]:
     """Find the answer's JSON value in ``text``.
 
-    Returns ``(value, n_undecodable, found)``. Fenced blocks are tried first, then the first
-    ``[`` or ``{`` from which a value decodes. A list that does not decode whole (cut off or
-    with a broken element) is salvaged element by element; broken elements are counted.
+    Returns ``(value, n_undecodable, found)``. Fenced blocks are tried first, then the whole
+    text. In each, the ``[``/``{`` openings are tried in order (at most 32): the first value that
+    looks like an answer (an object, or a list that is empty or holds an object) wins; a list of
+    objects that does not decode whole (cut off, or with a broken element) is salvaged element
+    by element and its broken elements are counted. A value that decodes but does not look like an
+    answer (``[1, 2]``) is returned only when nothing better is found.
     """
-    decoder = json.JSONDecoder()
-    candidates = [m.group(1) for m in _FENCE_RE.finditer(text)] or []
+    decoder = _DECODER
+    candidates = _fenced_blocks(text)
     candidates.append(text)
+    fallback: tuple[Any, int, bool] | None = None
     for cand in candidates:
-        cand = cand.strip()
-        if not cand:
-            continue
-        starts = [i for i in (cand.find("["), cand.find("{")) if i >= 0]
-        if not starts:
-            continue
-        first = min(starts)
-        got = _decode_at(decoder, cand, first)
-        if got is not None:
-            return got[0], 0, True
-        if cand[first] == "[":
-            salvaged = _salvage_list(decoder, cand, first)
-            if salvaged is not None:
-                return salvaged[0], salvaged[1], True
-        # Prose with brackets before the JSON: try the next few openings, then give up.
-        pos = first
+        pos = _next_open(cand, 0)
+        if _fast_loads is not None and pos >= 0:
+            # The usual answer is exactly one JSON document: decode it in one fast call. Any
+            # failure (prose after it, NaN, lone surrogates) falls through to the general path;
+            # the values are json's, except integers beyond 64 bits, which orjson reads as
+            # floats (equal after the float() every coordinate goes through).
+            try:
+                value = _fast_loads(cand[pos:] if pos else cand)
+            except ValueError:
+                value = None
+            if value is not None and _answer_like(value):
+                return value, 0, True
         for _ in range(32):
-            nxt = [i for i in (cand.find("[", pos + 1), cand.find("{", pos + 1)) if i >= 0]
-            if not nxt:
+            if pos < 0:
                 break
-            pos = min(nxt)
             got = _decode_at(decoder, cand, pos)
-            if got is not None and isinstance(got[0], (list, dict)):
-                return got[0], 0, True
-    return None, 0, False
+            if got is not None:
+                if _answer_like(got[0]):
+                    return got[0], 0, True
+                if fallback is None:
+                    fallback = (got[0], 0, True)
+                pos = _next_open(cand, got[1])
+                continue
+            if _LIST_OF_OBJECTS_RE.match(cand, pos):  # not "[some]" in prose
+                salvaged = _salvage_list(decoder, cand, pos)
+                if salvaged is not None and any(isinstance(v, dict) for v in salvaged[0]):
+                    return salvaged[0], salvaged[1], True
+            pos = _next_open(cand, pos + 1)
+    return fallback if fallback is not None else (None, 0, False)
+
+
+# Qwen2-VL's grounding tokens around a label and its box; read as plain separators.
+_QWEN2_TOKENS_RE = re.compile(r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end)\|>")
 
 
 def _tuple_items(text: str) -> list[dict]:
+    """Qwen2-VL ``label(x1,y1),(x2,y2)`` boxes, read as ``bbox_2d`` items in the input frame."""
+    if "<|" in text:
+        text = _QWEN2_TOKENS_RE.sub(" ", text)
     items = []
     for m in _TUPLE_BOX_RE.finditer(text):
         item: dict[str, Any] = {"bbox_2d": [float(g) for g in m.groups()]}
@@ -184,7 +257,9 @@ def parse_answer(completion: Any, require_think: bool = False) -> ParsedAnswer:
                 else:
                     value = [value]
             if isinstance(value, list):
-                items = [v for v in value[:MAX_ITEMS] if isinstance(v, dict)]
+                if len(value) > MAX_ITEMS:
+                    value = value[:MAX_ITEMS]
+                items = [v for v in value if type(v) is dict]
                 parsed.items = items
                 parsed.n_malformed = n_bad + min(len(value), MAX_ITEMS) - len(items)
             else:
@@ -201,10 +276,15 @@ def parse_answer(completion: Any, require_think: bool = False) -> ParsedAnswer:
 
 def _finite_numbers(value: Any, n: int) -> list[float] | None:
     """``value`` as ``n`` finite floats (numeric strings accepted), else None."""
-    if isinstance(value, dict):
-        return None
     if not isinstance(value, (list, tuple)) or len(value) != n:
         return None
+    # Fast path for the usual case (JSON numbers); bools are ints in Python but not coordinates.
+    if all(type(v) is int or type(v) is float for v in value):
+        try:
+            out = [float(v) for v in value]
+        except OverflowError:  # an int too large for a float
+            return None
+        return out if all(map(math.isfinite, out)) else None
     out = []
     for v in value:
         if isinstance(v, bool):
@@ -219,15 +299,39 @@ def _finite_numbers(value: Any, n: int) -> list[float] | None:
     return out
 
 
+_LABEL_CACHE: dict[str, str | None] = {}
+
+
+def normalize_label(label: Any) -> str | None:
+    """A category name in canonical form, or None when empty.
+
+    Lower case, underscores read as spaces, runs of whitespace collapsed: "traffic_light",
+    "Traffic  Light" and "traffic light" name the same category. One rule for model answers,
+    ground truth and vocabularies; memoised, since a run sees a handful of distinct strings.
+    """
+    if type(label) is not str:
+        label = str(label)
+    out = _LABEL_CACHE.get(label)
+    if out is None and label not in _LABEL_CACHE:
+        if len(_LABEL_CACHE) > 50_000:  # bounded: free-text labels must not grow it forever
+            _LABEL_CACHE.clear()
+        out = _LABEL_CACHE[label] = " ".join(label.replace("_", " ").split()).lower() or None
+    return out
+
+
 def item_label(item: dict) -> str | None:
-    """The item's label, stripped and lower-cased, or None."""
-    lab = item.get("label", item.get("category", item.get("class")))
+    """The item's label (``label``, else ``category`` or ``class``), normalised, or None.
+
+    Normalised by :func:`normalize_label`.
+    """
+    lab = item.get("label")
     if lab is None:
-        return None
-    if not isinstance(lab, str):
-        lab = str(lab)
-    lab = " ".join(lab.split()).lower()
-    return lab or None
+        lab = item.get("category")
+        if lab is None:
+            lab = item.get("class")
+            if lab is None:
+                return None
+    return normalize_label(lab)
 
 
 def item_box(item: dict) -> list[float] | None:
@@ -249,42 +353,95 @@ def item_point(item: dict) -> list[float] | None:
     return [(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0]
 
 
+def _label_of(item: dict) -> str | None:
+    lab = item.get("label")
+    return normalize_label(lab) if type(lab) is str else item_label(item)
+
+
+def _labels_of(items: list[dict]) -> list[str | None]:
+    """``[_label_of(item) for item in items]``, without a call per item when all are cached."""
+    try:
+        return [_LABEL_CACHE[item["label"]] for item in items]
+    except (KeyError, TypeError):
+        return [_label_of(item) for item in items]
+
+
+def _fast_coords(parsed: ParsedAnswer, key: str, n: int) -> np.ndarray | None:
+    """All items' ``key`` as one ``(N, n)`` float64 array when every one is plain numbers, else None.
+
+    The common case in one numpy call instead of a Python loop per item. JSON booleans would be
+    read as 0/1 by numpy, so the fast path is skipped when the payload holds ``true``/``false``;
+    anything else unusual (missing key, non-numeric strings, wrong length, NaN, huge values) also
+    falls back to the per-item path, which gives the same result for every input the fast path
+    accepts.
+    """
+    if "true" in parsed.text or "false" in parsed.text:
+        return None
+    raw = [item.get(key) for item in parsed.items]
+    try:
+        # Numeric strings convert as float() would (the per-item path accepts them too).
+        arr = np.array(raw, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.shape != (len(raw), n):
+        return None
+    # One reduction checks finiteness and the clipping bound (NaN compares False).
+    if not np.abs(arr).max() <= MAX_ABS_COORD:  # arr is never empty here
+        return None
+    return arr
+
+
 def boxes_from_answer(parsed: ParsedAnswer) -> tuple[np.ndarray, list[str | None], int]:
     """Boxes of an answer.
 
     Returns ``(boxes, labels, n_bad)``: ``boxes`` is ``(N, 4)`` float64 ``[x1, y1, x2, y2]`` with
-    corners ordered (reversed corners are swapped, not dropped), ``labels`` has N entries, and
-    ``n_bad`` counts answer elements that carry no valid box (plus undecodable elements).
+    corners ordered (reversed corners are swapped, not dropped) and coordinates within
+    ``±boxes.MAX_ABS_COORD`` (clipped, so that areas never overflow), ``labels`` has N entries
+    (normalised by :func:`item_label`), and ``n_bad`` counts answer elements that carry no valid
+    box (plus undecodable elements).
     """
-    boxes, labels = [], []
     n_bad = parsed.n_malformed
+    if not parsed.items:
+        return np.zeros((0, 4)), [], n_bad
+    arr = _fast_coords(parsed, "bbox_2d", 4)
+    if arr is not None:
+        return order_corners(arr), _labels_of(parsed.items), n_bad
+    boxes, labels = [], []
     for item in parsed.items:
         b = item_box(item)
         if b is None:
             n_bad += 1
             continue
         boxes.append(b)
-        labels.append(item_label(item))
+        labels.append(_label_of(item))
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return order_corners(arr), labels, n_bad
+    return order_corners(np.minimum(np.maximum(arr, -MAX_ABS_COORD), MAX_ABS_COORD)), labels, n_bad
 
 
 def points_from_answer(parsed: ParsedAnswer) -> tuple[np.ndarray, int]:
-    """Points of an answer: ``(points (N, 2) float64, n_bad)``; box items count by their centres."""
-    pts = []
+    """Points of an answer: ``(points (N, 2) float64, n_bad)``; box items count by their centres.
+
+    Coordinates are clipped to ``±boxes.MAX_ABS_COORD``.
+    """
     n_bad = parsed.n_malformed
+    if not parsed.items:
+        return np.zeros((0, 2)), n_bad
+    arr = _fast_coords(parsed, "point_2d", 2)
+    if arr is not None:
+        return arr, n_bad
+    pts = []
     for item in parsed.items:
         p = item_point(item)
         if p is None:
             n_bad += 1
         else:
             pts.append(p)
-    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), n_bad
+    arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    return np.minimum(np.maximum(arr, -MAX_ABS_COORD), MAX_ABS_COORD), n_bad
 
 
 def order_corners(boxes: np.ndarray) -> np.ndarray:
     """``(N, 4)`` boxes with ``x1 <= x2`` and ``y1 <= y2``."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate(
-        [np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1
-    )
+    # As (N, 2, 2) [[x1, y1], [x2, y2]], sorting along axis 1 orders the xs and the ys at once.
+    return np.sort(boxes.reshape(-1, 2, 2), axis=1).reshape(-1, 4)

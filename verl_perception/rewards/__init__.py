@@ -19,6 +19,7 @@ from verl_perception.rewards.config import (
     OCRConfig,
     RewardConfig,
 )
+from verl_perception.rewards.inputs import GroundTruthError, decode_shared
 from verl_perception.tasks import COUNTING, DETECTION, GROUNDING, OCR, UnknownTaskError, resolve_task
 
 __all__ = [
@@ -43,10 +44,6 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class GroundTruthError(ValueError):
-    """The row's ground truth does not follow the contract (a dataset bug)."""
-
-
 def load_ground_truth(ground_truth: Any) -> dict:
     """Decode a ground-truth JSON string (or accept a decoded mapping)."""
     if isinstance(ground_truth, Mapping):
@@ -56,15 +53,21 @@ def load_ground_truth(ground_truth: Any) -> dict:
     if isinstance(ground_truth, str):
         try:
             value = json.loads(ground_truth)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise GroundTruthError(f"ground_truth is not valid JSON: {e}: {ground_truth[:200]!r}") from e
         if isinstance(value, dict):
             return value
     raise GroundTruthError(f"ground_truth must be a JSON object string or a dict, got {type(ground_truth).__name__}")
 
 
+_SCORERS: dict = {}
+
+
 def _scorer(task: str):
     # Imported lazily so that a task's dependencies (rapidfuzz, scipy) load only when used.
+    fn = _SCORERS.get(task)
+    if fn is not None:
+        return fn
     if task == GROUNDING:
         from verl_perception.rewards.grounding import grounding_reward as fn
     elif task == COUNTING:
@@ -73,6 +76,7 @@ def _scorer(task: str):
         from verl_perception.rewards.ocr import ocr_reward as fn
     else:
         from verl_perception.rewards.detection import detection_reward as fn
+    _SCORERS[task] = fn
     return fn
 
 
@@ -100,8 +104,17 @@ def compute_score(
     task = resolve_task(data_source, extra_info)
     if not isinstance(config, RewardConfig):
         config = RewardConfig.from_mapping(config)
-    gt = load_ground_truth(ground_truth)
-    info = extra_info if isinstance(extra_info, Mapping) else {}
+    gt = None
+    if isinstance(ground_truth, str):
+        try:
+            gt = decode_shared(ground_truth)
+        except (json.JSONDecodeError, RecursionError):
+            gt = None
+    if gt is None:
+        gt = load_ground_truth(ground_truth)  # raises GroundTruthError with the reason
+    info = dict(extra_info) if isinstance(extra_info, Mapping) else {}
+    # The detection vocabulary depends on the data_source (COCO names for "coco").
+    info.setdefault("data_source", data_source)
     result = _scorer(task)(solution_str, gt, info, getattr(config, task))
     for key, value in result.items():
         if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,337 @@
+"""Detection reward (COCO): the authors' composite reward, one vectorised pass per completion.
+
+Coordinates: absolute pixels ``[x1, y1, x2, y2]`` of the input frame (Qwen2.5-VL after
+``smart_resize``) for the answer and for ``ground_truth["boxes"]``. Defaults in
+:class:`~verl_perception.rewards.config.DetectionConfig`.
+
+Items and format. Every element of the answer's JSON list is an item. An item is *malformed*
+when it has no valid ``bbox_2d`` (missing, not 4 finite numbers, undecodable, cut off) or its
+label is outside the category vocabulary (see :func:`vocabulary`). Reversed corners are swapped.
+``format`` (the 0/1 component) is 1 when no item is malformed and the think-tag requirement holds.
+
+Matching. The valid predicted boxes (at most ``max_pred_boxes``, in answer order; the rest are
+unmatched false positives) and the ground-truth boxes are matched one-to-one by
+``scipy.optimize.linear_sum_assignment`` on the DETR cost
+
+    C[i, j] = cost_l1 * |b_i - g_j|_1 - cost_class * 1[label_i == label_j] - cost_giou * GIoU(b_i, g_j)
+
+where ``b``, ``g`` are ``(cx, cy, w, h)`` divided by the frame's ``(w, h, w, h)`` (the authors
+used raw pixels, which lets the L1 term swamp the others on large images; normalised, the cost
+is the same at any resolution). A matched pair counts (true positive) only when its IoU is
+``> match_iou``. Boxes and labels are put in a canonical order first, so the answer's order
+never changes the result.
+
+Score, with TP the number of counted pairs, P the valid predicted boxes and G the ground truth:
+
+    precision = TP / P, recall = TP / G, F1 = 2 TP / (P + G)
+    score = format_weight * (1 - malformed / items)                 (0 if the think check fails)
+          + f1_weight * F1
+          + class_weight * mean_{counted pairs} 1[label right]
+          + iou_weight * mean_{counted pairs} IoU
+          - penalty_weight * ((P - TP) / P + (G - TP) / G)
+    clamped to [min_score, max_score]; defaults 0.25, 0.75, 1, 1, 0.5, IoU > 0.5, [0, 3].
+
+Edge cases (the authors' code crashed or silently dropped them):
+- no JSON in the answer: score 0 (as theirs);
+- ``[]`` is a valid empty prediction: format term full, FN penalty, so it scores 0 on an image
+  with objects (0.25 - 0.5, clamped);
+- image without annotations (COCO val keeps 48 of them): ``[]`` is the right answer and scores
+  the maximum (precision = recall = F1 = class = IoU terms = 1, no penalty); any box there is a
+  false positive (score 0.25 - 0.5 -> 0);
+- precision of an empty prediction and recall on an empty image are 0 (1 when both are empty),
+  and the rate of a term with an empty denominator is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from verl_perception.boxes import _TINY
+from verl_perception.coco import COCO_NAMES
+from verl_perception.parsing import boxes_from_answer, normalize_label, parse_answer
+from verl_perception.rewards.config import DetectionConfig
+from verl_perception.rewards.inputs import SharedGroundTruth, gt_boxes_labels, input_size
+
+# data_source values whose label vocabulary is the 80 COCO category names.
+COCO_DATA_SOURCES = frozenset({"coco"})
+_COCO_INDEX: dict[str, int] = {name: i for i, name in enumerate(COCO_NAMES)}
+# [x1, y1, x2, y2] @ this = [cx, cy, w, h]
+_XYXY_TO_CXCYWH = np.array([[0.5, 0.0, -1.0, 0.0], [0.0, 0.5, 0.0, -1.0], [0.5, 0.0, 1.0, 0.0], [0.0, 0.5, 0.0, 1.0]])
+# [x1, y1, x2, y2] @ these = [x1, y1, x2, y2, -x2, -y2, -x1, -y1] and [x2 - x1, y2 - y1].
+_CORNER_FEATURES = np.concatenate([np.eye(4), -np.eye(4)[:, [2, 3, 0, 1]]], axis=1)
+_SIZE_FEATURES = np.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
+_INDEX_CACHE: dict[tuple[str, ...], dict[str, int]] = {}
+
+
+def _normalise(label: Any) -> str:
+    return normalize_label(label) or ""
+
+
+def _index_of(names: tuple[str, ...]) -> dict[str, int]:
+    index = _INDEX_CACHE.get(names)
+    if index is None:
+        if len(_INDEX_CACHE) > 256:  # bounded: per-row vocabularies must not leak memory
+            _INDEX_CACHE.clear()
+        index = {}
+        for name in names:
+            index.setdefault(_normalise(name), len(index))
+        _INDEX_CACHE[names] = index
+    return index
+
+
+# Extra-info fields that carry the dataset's label vocabulary, in order of precedence
+# (data_preprocess writes the annotation file's names to "category_names").
+VOCABULARY_FIELDS = ("categories", "category_names")
+# (names object, its length, index) of the last call: the n completions of a row share its
+# extra_info, so the names are converted once per row (rows are read-only data).
+_LAST_VOCABULARY: list = [None, -1, None]
+
+
+def vocabulary(cfg: DetectionConfig, extra_info: Mapping[str, Any], gt_labels: list[str]) -> dict[str, int]:
+    """The label vocabulary as ``{normalised name: index}``.
+
+    First of: ``cfg.categories``; ``extra_info["categories"]`` or ``extra_info["category_names"]``
+    (names, or dicts with a ``"name"``, as COCO's ``categories``); the 80 COCO names when
+    ``extra_info["data_source"]`` is ``coco`` (compute_score fills it in); else the row's
+    ground-truth labels (a fallback: then a plausible label absent from this image counts as
+    malformed, so give the vocabulary for your own datasets).
+    """
+    if cfg.categories is not None:
+        return _index_of(tuple(cfg.categories))
+    if isinstance(extra_info, Mapping):
+        for field in VOCABULARY_FIELDS:
+            cats = extra_info.get(field)
+            if cats is None or isinstance(cats, (str, bytes)) or not hasattr(cats, "__len__") or len(cats) == 0:
+                continue
+            if cats is _LAST_VOCABULARY[0] and len(cats) == _LAST_VOCABULARY[1]:
+                return _LAST_VOCABULARY[2]
+            try:
+                names = tuple(cats)
+                index = _INDEX_CACHE.get(names)  # seen before: skip the per-name conversion
+            except TypeError:  # unhashable elements (COCO-style dicts)
+                index = None
+            if index is None:
+                try:
+                    names = tuple(str(c["name"] if isinstance(c, Mapping) else c) for c in cats)
+                except (TypeError, KeyError):
+                    continue
+                if not names:
+                    continue
+                index = _index_of(names)
+            _LAST_VOCABULARY[:] = [cats, len(names), index]
+            return index
+        source = extra_info.get("data_source")
+        if source is not None and str(source).strip().lower() in COCO_DATA_SOURCES:
+            return _COCO_INDEX
+    return _index_of(tuple(gt_labels))
+
+
+def _result(score, fmt, precision, recall, f1, mean_iou, num_pred, num_gt) -> dict:
+    return {
+        "score": float(score),
+        "format": float(fmt),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "mean_iou": float(mean_iou),
+        "num_pred": float(num_pred),
+        "num_gt": float(num_gt),
+    }
+
+
+def _canonical(boxes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row order that depends only on the (box, label) multiset."""
+    return np.lexsort((labels, boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0]))
+
+
+class _PreparedGT:
+    """A row's ground truth as arrays, in canonical order, with what every completion reuses."""
+
+    __slots__ = ("boxes", "names", "area", "positive", "_ids", "_unit")
+
+    def __init__(self, gt: Mapping[str, Any]):
+        boxes, names = gt_boxes_labels(gt)
+        ranks = {name: r for r, name in enumerate(sorted(set(names)))}
+        order = np.lexsort((np.array([ranks[n] for n in names], dtype=np.int64).reshape(-1), *boxes.T[::-1]))
+        self.boxes = boxes[order]
+        self.names = [names[i] for i in order.tolist()]
+        self.area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        self.positive = bool((self.area > 0).all())
+        self._ids: tuple[dict, np.ndarray] | None = None
+        self._unit: tuple | None = None
+
+    def ids(self, index: dict[str, int]) -> np.ndarray:
+        """``(M,)`` label ids; labels outside the vocabulary get ids no prediction can have."""
+        if self._ids is None or self._ids[0] is not index:
+            ids = np.array([index.get(name, -2 - i) for i, name in enumerate(self.names)], dtype=np.int64)
+            self._ids = (index, ids)
+        return self._ids[1]
+
+    def features(self, frame_hw: tuple[float, float], cost_l1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(to_features (4, 14), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``.
+
+        ``boxes @ to_features`` gives, per box, ``[x1, y1, x2, y2, -x2, -y2, -x1, -y1]`` (whose
+        pairwise maxima hold both the intersection and the enclosing box), ``cost_l1 * (cx, cy,
+        w, h) / (W, H, W, H)`` of the frame (whose city-block distance is the weighted,
+        scale-free L1 term) and ``[x2 - x1, y2 - y1]``: one matmul per completion, exact for the
+        corner and size columns (their coefficients are 0 and +-1).
+        """
+        key = (frame_hw, cost_l1)
+        if self._unit is None or self._unit[0] != key:
+            h, w = frame_hw
+            to_unit = (cost_l1 * np.array((1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h)))[:, None] * _XYXY_TO_CXCYWH
+            to_features = np.concatenate([_CORNER_FEATURES, to_unit, _SIZE_FEATURES], axis=1)
+            planes = np.ascontiguousarray((self.boxes @ _CORNER_FEATURES).T[:, None, :])
+            self._unit = (key, to_features, planes, self.boxes @ to_unit)
+        return self._unit[1], self._unit[2], self._unit[3]
+
+
+_PREPARED: dict[int, tuple[SharedGroundTruth, _PreparedGT]] = {}
+
+
+def _prepare(gt: Mapping[str, Any]) -> _PreparedGT:
+    # Only ground truths decoded by compute_score's shared cache are memoised: they are ours and
+    # never mutated, and holding them here keeps their id() from being reused.
+    if type(gt) is not SharedGroundTruth:
+        return _PreparedGT(gt)
+    hit = _PREPARED.get(id(gt))
+    if hit is not None and hit[0] is gt:
+        return hit[1]
+    prepared = _PreparedGT(gt)
+    if len(_PREPARED) >= 4096:
+        _PREPARED.clear()
+    _PREPARED[id(gt)] = (gt, prepared)
+    return prepared
+
+
+def _match(pred: np.ndarray, pred_ids: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: DetectionConfig):
+    """Hungarian matching of ``pred`` ``(K, 4)`` (ids ``(K,)``) to the ground truth.
+
+    Returns ``(iou, same_label)`` of the counted pairs (IoU > ``cfg.match_iou``): two lists of
+    TP floats and bools.
+    """
+    g_ids = gt.ids(index)
+    to_features, g_planes, g_unit = gt.features(frame_hw, cfg.cost_l1)
+    f = pred @ to_features  # (K, 14), see _PreparedGT.features
+    # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], laid out (8, K, M) so each plane
+    # is contiguous; the two halves summed give [-iw, -ih, ew, eh]: minus the intersection's
+    # width and height, and the enclosing box's.
+    hm = np.maximum(f[:, :8].T[:, :, None], g_planes)
+    s = hm[:4] + hm[4:]
+    neg = np.minimum(s[:2], 0.0)
+    inter = neg[0] * neg[1]
+    enclosing = s[2] * s[3]
+    union = (f[:, 12] * f[:, 13])[:, None] + gt.area - inter
+    if gt.positive:  # union >= the gt area > 0 and enclosing >= union: no division by zero
+        iou = inter / union
+        giou = iou - (enclosing - union) / enclosing
+    else:
+        iou = inter / np.maximum(union, _TINY)
+        giou = iou - (enclosing - union) / np.maximum(enclosing, _TINY)
+    cost = cdist(f[:, 8:12], g_unit, "cityblock")
+    giou *= cfg.cost_giou
+    cost -= giou
+    same = pred_ids[:, None] == g_ids[None, :]
+    np.subtract(cost, cfg.cost_class, out=cost, where=same)
+    rows, cols = linear_sum_assignment(cost)
+    # At most min(K, M) pairs: plain Python beats more numpy calls on so few numbers.
+    thr = cfg.match_iou
+    counted = [(v, s) for v, s in zip(iou[rows, cols].tolist(), same[rows, cols].tolist()) if v > thr]
+    return [v for v, _ in counted], [s for _, s in counted]
+
+
+def match(pred, pred_labels, gt, gt_labels, frame_hw, cfg: DetectionConfig):
+    """Hungarian matching of predictions to ground truth (the reward's matcher, standalone).
+
+    Args:
+        pred: ``(K, 4)`` ordered boxes; pred_labels: ``(K,)`` label names.
+        gt: ``(M, 4)`` ordered boxes; gt_labels: ``(M,)`` label names.
+        frame_hw: ``(h, w)`` of the input frame, which normalises the L1 term.
+
+    Returns:
+        ``(iou, same_label)`` of the counted pairs (IoU > ``cfg.match_iou``), lists of TP values.
+    """
+    prepared = _PreparedGT(
+        {"boxes": np.asarray(gt, dtype=np.float64).reshape(-1, 4).tolist(), "labels": list(gt_labels)}
+    )
+    index = _index_of(tuple(prepared.names) + tuple(str(x) for x in pred_labels))
+    ids = np.array([index[_normalise(x)] for x in pred_labels], dtype=np.int64)
+    return _match(
+        np.asarray(pred, dtype=np.float64).reshape(-1, 4), ids, prepared, index, tuple(map(float, frame_hw)), cfg
+    )
+
+
+def detection_reward(
+    solution_str: Any, gt: Mapping[str, Any], extra_info: Mapping[str, Any], cfg: DetectionConfig
+) -> dict:
+    """Score one detection completion.
+
+    Returns ``{"score", "format", "precision", "recall", "f1", "mean_iou", "num_pred", "num_gt"}``
+    (floats; ``num_pred`` counts valid predicted boxes with a known label).
+    """
+    prepared = _prepare(gt)
+    n_gt = len(prepared.names)
+    parsed = parse_answer(solution_str, require_think=cfg.require_think)
+    if not parsed.has_json:
+        return _result(min(max(0.0, cfg.min_score), cfg.max_score), 0, 0, 0, 0, 0, 0, n_gt)
+
+    index = vocabulary(cfg, extra_info, prepared.names)
+    boxes, names, n_bad = boxes_from_answer(parsed)
+    ids = [index.get(name, -1) for name in names]  # None (no label) is never in the index
+    n_unknown = ids.count(-1)
+    malformed = n_bad + n_unknown
+    n_items = parsed.n_items
+    fmt_fraction = 1.0 - malformed / n_items if n_items else 1.0
+    tags = float(parsed.tags_ok)
+    fmt = float(parsed.tags_ok and malformed == 0)
+    n_pred = len(ids) - n_unknown
+
+    if n_pred == 0 and n_gt == 0:
+        precision = recall = f1 = class_acc = mean_iou = 1.0
+        tp = 0
+    else:
+        tp, class_acc, mean_iou = 0, 0.0, 0.0
+        cap = max(int(cfg.max_pred_boxes), 0)
+        if n_pred and n_gt and cap:
+            pred_ids = np.array(ids, dtype=np.int64)
+            if n_unknown:
+                keep = pred_ids >= 0
+                boxes, pred_ids = boxes[keep], pred_ids[keep]
+            if n_pred > cap:
+                boxes, pred_ids = boxes[:cap], pred_ids[:cap]
+            order = _canonical(boxes, pred_ids)
+            pair_iou, pair_same = _match(
+                boxes[order], pred_ids[order], prepared, index, _frame(extra_info, prepared.boxes), cfg
+            )
+            tp = len(pair_iou)
+            if tp:
+                mean_iou = math.fsum(pair_iou) / tp
+                class_acc = sum(pair_same) / tp
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gt if n_gt else 0.0
+        f1 = 2.0 * tp / (n_pred + n_gt)
+    fp_rate = (n_pred - tp) / n_pred if n_pred else 0.0
+    fn_rate = (n_gt - tp) / n_gt if n_gt else 0.0
+    score = (
+        cfg.format_weight * fmt_fraction * tags
+        + cfg.f1_weight * f1
+        + cfg.class_weight * class_acc
+        + cfg.iou_weight * mean_iou
+        - cfg.penalty_weight * (fp_rate + fn_rate)
+    )
+    score = min(max(score, cfg.min_score), cfg.max_score)
+    return _result(score, fmt, precision, recall, f1, mean_iou, n_pred, n_gt)
+
+
+def _frame(extra_info: Mapping[str, Any], gt_boxes: np.ndarray) -> tuple[float, float]:
+    """``(h, w)`` of the input frame; without ``input_size``, the extent of the ground truth."""
+    size = input_size(extra_info)
+    if size is not None:
+        return size
+    return max(1.0, float(gt_boxes[:, 3].max())), max(1.0, float(gt_boxes[:, 2].max()))
