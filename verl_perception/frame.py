@@ -45,6 +45,13 @@ class FrameSpec:
         if height <= 0 or width <= 0:
             raise ValueError(f"image size must be positive, got height={height}, width={width}")
         h, w = smart_resize(int(height), int(width), factor=self.factor, min_pixels=min_pixels, max_pixels=max_pixels)
+        if h <= 0 or w <= 0:
+            # smart_resize floors the short side to 0 for very elongated images under a small
+            # max_pixels; such an image has no input frame (and would crash the resize later).
+            raise ValueError(
+                f"image of height={height}, width={width} has no input frame under max_pixels={max_pixels}: "
+                f"its short side rounds to 0 (aspect ratio too extreme for this pixel budget)"
+            )
         return int(h), int(w)
 
     def model_to_input(self, xy: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
@@ -101,3 +108,97 @@ def to_input(xy: np.ndarray, orig_size, input_size_hw) -> np.ndarray:
 def to_original(xy: np.ndarray, input_size_hw, orig_size) -> np.ndarray:
     """Input-frame pixels -> original-image pixels (predictions at evaluation time)."""
     return rescale(xy, input_size_hw, orig_size)
+
+
+# qwen-vl-utils ``fetch_image`` re-runs smart_resize on a pinned ``resized_height``/``resized_width``
+# with its own default bounds (4..16384 merged patches). A pin outside them would be resized again,
+# so preprocessing refuses pixel bounds that cannot be pinned.
+FETCH_MIN_TOKENS = 4
+FETCH_MAX_TOKENS = 16384
+
+
+def check_pixel_bounds(min_pixels: int, max_pixels: int, spec: FrameSpec = DEFAULT_FRAME) -> None:
+    """Raise ``ValueError`` unless ``min_pixels..max_pixels`` is a bound whose frames can be pinned.
+
+    The bounds must satisfy ``min <= max`` and lie within qwen-vl-utils' own image range
+    ``[4, 16384] * factor**2``, because verl's loader re-resizes pinned sizes with that range.
+    """
+    lo, hi = FETCH_MIN_TOKENS * spec.factor**2, FETCH_MAX_TOKENS * spec.factor**2
+    if not (isinstance(min_pixels, int) and isinstance(max_pixels, int)):
+        raise TypeError(f"pixel bounds must be integers, got min_pixels={min_pixels!r}, max_pixels={max_pixels!r}")
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels={min_pixels} is larger than max_pixels={max_pixels}")
+    if min_pixels < lo or max_pixels > hi:
+        raise ValueError(
+            f"pixel bounds [{min_pixels}, {max_pixels}] must lie within [{lo}, {hi}] "
+            f"({FETCH_MIN_TOKENS}..{FETCH_MAX_TOKENS} x {spec.factor}^2): qwen-vl-utils would resize a "
+            "frame pinned outside that range again, and the stored ground truth would be off"
+        )
+
+
+def pin(input_size_hw, spec: FrameSpec = DEFAULT_FRAME) -> dict[str, int]:
+    """Keys to put in a verl image dict so qwen-vl-utils produces exactly this input frame.
+
+    ``fetch_image`` honours ``resized_height``/``resized_width`` (rounded to ``factor``, which an
+    input size already is), whatever ``min_pixels``/``max_pixels`` are configured elsewhere.
+    """
+    h, w = int(input_size_hw[0]), int(input_size_hw[1])
+    if h % spec.factor or w % spec.factor or h <= 0 or w <= 0:
+        raise ValueError(f"input size {(h, w)} is not a positive multiple of {spec.factor}")
+    return {"resized_height": h, "resized_width": w}
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` ``[x, y, w, h]`` (COCO) -> ``(N, 4)`` ``[x1, y1, x2, y2]``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def clip_boxes(boxes: np.ndarray, size_hw) -> np.ndarray:
+    """Clip ``(N, 4)`` ``[x1, y1, x2, y2]`` boxes to ``[0, w] x [0, h]``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    h, w = float(size_hw[0]), float(size_hw[1])
+    return np.clip(boxes, 0.0, np.array([w, h, w, h]))
+
+
+def box_problems(boxes: np.ndarray, size_hw) -> np.ndarray:
+    """Per-box reason a ``(N, 4)`` xyxy box is unusable in an image of ``(h, w)``, or ``""``.
+
+    Reasons: ``"box_not_finite"``, ``"box_reversed"`` (x2 < x1 or y2 < y1), ``"box_outside_image"``
+    (no overlap with the image), ``"box_zero_area"`` (zero width or height after clipping).
+    Returns an ``(N,)`` array of str.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.full(len(boxes), "", dtype=object)
+    if not len(boxes):
+        return out
+    h, w = float(size_hw[0]), float(size_hw[1])
+    finite = np.isfinite(boxes).all(axis=1)
+    safe = np.where(finite[:, None], boxes, 0.0)
+    reversed_ = (safe[:, 2] < safe[:, 0]) | (safe[:, 3] < safe[:, 1])
+    outside = (safe[:, 0] >= w) | (safe[:, 1] >= h) | (safe[:, 2] <= 0) | (safe[:, 3] <= 0)
+    clipped = clip_boxes(safe, size_hw)
+    empty = (clipped[:, 2] - clipped[:, 0] <= 0) | (clipped[:, 3] - clipped[:, 1] <= 0)
+    out[empty] = "box_zero_area"
+    out[outside] = "box_outside_image"
+    out[reversed_] = "box_reversed"
+    out[~finite] = "box_not_finite"
+    return out
+
+
+# Ground-truth keys of the rewards contract that hold input-frame coordinates.
+GT_COORD_KEYS = ("bbox", "boxes", "points")
+
+
+def rescale_ground_truth(gt: dict, src_size, dst_size) -> dict:
+    """A copy of a contract ground truth with its coordinates moved from frame ``src_size`` to ``dst_size``.
+
+    ``bbox`` ``[x1, y1, x2, y2]``, ``boxes`` ``(N, 4)`` and ``points`` ``(N, 2)`` are rescaled; other
+    keys (``labels``, ``text``, ``count``) are kept as they are.
+    """
+    out = dict(gt)
+    for key in GT_COORD_KEYS:
+        if key in out and out[key] is not None:
+            arr = np.asarray(out[key], dtype=np.float64)
+            out[key] = np.round(rescale(arr, src_size, dst_size), 2).tolist() if arr.size else out[key]
+    return out
