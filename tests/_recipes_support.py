@@ -1,0 +1,48 @@
+"""Helpers shared by the recipe tests (plain functions; the fixtures live in the test modules)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+
+def bundled_sample(tmp_path_factory) -> Path:
+    """The bundled sample preprocessed with the recipes' default pixel bounds, built once per session."""
+    from verl_perception.preprocess.samples import convert_samples
+
+    out = tmp_path_factory.getbasetemp() / "recipes_bundled_sample"
+    if not (out / "pageocr" / "val.parquet").is_file():
+        convert_samples(out)
+    return out
+
+
+def recipe_env(tmp: Path, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DRY_RUN="1",
+        PYTHON=sys.executable,
+        CKPT_ROOT=str(tmp / "checkpoints"),
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def recipe_args(script: str, tmp: Path, *extra_args: str, **env) -> list[str]:
+    """The Hydra overrides a recipe passes to main_ppo (``DRY_RUN=args``; no verl import)."""
+    run = subprocess.run(
+        ["bash", str(RECIPES / script), *extra_args],
+        cwd=tmp,
+        env=recipe_env(tmp, DRY_RUN="args", **env),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    return [a.decode() for a in run.stdout.split(b"\0") if a]
