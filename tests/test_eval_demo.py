@@ -1,0 +1,34 @@
+"""verl-perception demo runs end to end on the bundled samples (small: 2 rows per task)."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from verl_perception import cli
+from verl_perception.demo import DEMO_TASKS
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = cli.main(["demo", "--out", str(out), "--limit", "2", "--max-new-tokens", "8", "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.md'}" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == set(DEMO_TASKS)
+    report = (out / "report.md").read_text()
+    for task in DEMO_TASKS:
+        assert (out / "data" / task / "val.parquet").is_file()
+        responses = [json.loads(line) for line in open(out / task / "responses.jsonl")]
+        rewards = [json.loads(line) for line in open(out / task / "rewards.jsonl")]
+        assert [r["row"] for r in responses] == [0, 1] and [r["row"] for r in rewards] == [0, 1]
+        assert all("score" in r and "format" in r for r in rewards)
+        metrics = json.loads((out / task / "eval" / "metrics.json").read_text())
+        assert metrics["n_rows"] == 2 and metrics["missing_responses"] == 0
+        assert metrics["overlays"], task
+        with Image.open(metrics["overlays"][0]) as im:
+            assert im.format == "PNG"
+        assert f"{task}/eval/report.md" in report
+    assert (out / "tiny_model" / "config.json").is_file()

@@ -1,0 +1,29 @@
+"""``verl-perception``: the console script (demo, generate, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from verl_perception import demo, evaluate, generate
+
+    p = argparse.ArgumentParser(prog="verl-perception", description="Perception-R1 for verl: demo, generate, evaluate")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo.build_parser(sub.add_parser("demo", help="the whole pipeline on the bundled samples, on CPU"))
+    generate.build_parser(sub.add_parser("generate", help="answer a parquet with a model -> responses.jsonl"))
+    evaluate.build_parser(sub.add_parser("evaluate", help="benchmark metrics + report from responses.jsonl"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from verl_perception import demo, evaluate, generate
+
+    args = build_parser().parse_args(argv)
+    runner = {"demo": demo.run, "generate": generate.run, "evaluate": evaluate.run}[args.command]
+    return runner(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
