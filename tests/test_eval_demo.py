@@ -7,7 +7,9 @@ import json
 from PIL import Image
 
 from verl_perception import cli
-from verl_perception.demo import DEMO_TASKS
+import pytest
+
+from verl_perception.demo import DEMO_TASKS, MAX_REWARD
 
 
 def test_demo_end_to_end(tmp_path, capsys):
@@ -32,3 +34,14 @@ def test_demo_end_to_end(tmp_path, capsys):
             assert im.format == "PNG"
         assert f"{task}/eval/report.md" in report
     assert (out / "tiny_model" / "config.json").is_file()
+
+    # The reference answers (ground truth written as answers) get the top reward and perfect
+    # metrics after the round trip input frame -> original image.
+    headline = {"coco": ("AP", 1.0), "refcoco": ("acc@0.5", 1.0), "pixmo_count": ("accuracy", 1.0),
+                "pageocr": ("edit_distance", 0.0)}  # fmt: skip
+    for task in DEMO_TASKS:
+        ref = summary[task]
+        assert ref["reference_reward"] == {"n": 2, "mean_score": MAX_REWARD[task], "format_rate": 1.0}, task
+        key, best = headline[task]
+        assert ref["reference_metrics"][key] == pytest.approx(best, abs=1e-9), task
+        assert "reference answers" in report

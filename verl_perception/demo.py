@@ -9,8 +9,12 @@ Stages, each the real code a GPU run uses:
 4. score every answer with the training reward (:func:`verl_perception.rewards.compute_score`);
 5. evaluate each benchmark (:mod:`verl_perception.evaluate`) and write one summary report.
 
-A random model answers gibberish, so rewards and metrics are (near) zero: the point is that
-every stage runs for real. The same commands with a trained model give real numbers.
+A random model answers gibberish, so its rewards and metrics are (near) zero: the point is that
+every stage runs for real. So that the numbers can be checked too, steps 4 and 5 also run on the
+*reference answers*: each row's ground truth written as the model should answer it (Qwen2.5-VL
+JSON in the input frame), which must get the top reward and a perfect benchmark score (AP 1.0,
+Acc@0.5 100%, exact counts, edit distance 0) after the evaluation maps it back to the original
+image. The same commands with a trained model give real numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import time
 
 # Sample directory per benchmark (both named like the evaluate --task).
 DEMO_TASKS = ("coco", "refcoco", "pixmo_count", "pageocr")
+# The top reward of each benchmark's task with the default reward config.
+MAX_REWARD = {"coco": 3.0, "refcoco": 2.0, "pixmo_count": 1.0, "pageocr": 1.0}
 
 
 def score_file(data: str, responses: str, out: str) -> dict:
@@ -46,6 +52,38 @@ def score_file(data: str, responses: str, out: str) -> dict:
     return {"n": n, "mean_score": sum(scores) / n if n else 0.0, "format_rate": sum(formats) / n if n else 0.0}
 
 
+def reference_answer(task: str, gt: dict, extra_info: dict | None = None) -> str:
+    """The answer a perfect model gives for ``gt`` (input frame), in the prompt's answer format."""
+    label = str((extra_info or {}).get("expression") or (extra_info or {}).get("label") or "object")
+    if task == "grounding":
+        return json.dumps([{"bbox_2d": gt["bbox"], "label": label}])
+    if task == "counting":
+        points = list(gt.get("points") or [])
+        if not points and gt.get("count"):  # a count-only row: any points, the right number of them
+            points = [[0, 0]] * int(gt["count"])
+        return json.dumps([{"point_2d": p, "label": label} for p in points])
+    if task == "detection":
+        return json.dumps([{"bbox_2d": b, "label": lab} for b, lab in zip(gt["boxes"], gt["labels"])])
+    return str(gt["text"])
+
+
+def write_reference_answers(data: str, out: str, limit: int | None = None) -> int:
+    """Reference answers of every row of ``data``, as a responses file (generate's format)."""
+    from verl_perception.metrics.rows import read_parquet_rows
+    from verl_perception.rewards import load_ground_truth
+    from verl_perception.tasks import resolve_task
+
+    rows = read_parquet_rows(data, limit=limit)
+    with open(out, "w", encoding="utf-8") as f:
+        for pos, row in enumerate(rows):
+            info = row.get("extra_info") or {}
+            task = resolve_task(row["data_source"], info)
+            answer = reference_answer(task, load_ground_truth(row["reward_model"]["ground_truth"]), info)
+            f.write(json.dumps({"row": pos, "index": info.get("index"), "data_source": row["data_source"],
+                                "response": answer}) + "\n")  # fmt: skip
+    return len(rows)
+
+
 def _headline(task: str, metrics: dict) -> str:
     from verl_perception.metrics import HEADLINE
     from verl_perception.report import fmt
@@ -63,16 +101,24 @@ def write_summary(out_dir: str, results: dict, elapsed: float, model_dir: str) -
         f"greedy answers -> rewards -> benchmark metrics, in {elapsed:.0f} s on CPU. The model is random, so "
         "near-zero numbers are expected: every stage ran for real.",
         "",
-        "| benchmark | rows | mean reward | format rate | headline metric | report |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | answers by | rows | mean reward | format rate | headline metric | report |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, r in results.items():
-        rep = os.path.relpath(r["eval"]["report"], out_dir)
-        lines.append(
-            f"| {task} | {r['eval']['n_rows']} | {r['reward']['mean_score']:.3f} | {r['reward']['format_rate']:.2f} | "
-            f"{_headline(task, r['eval']['metrics'])} | [{rep}]({rep}) |"
-        )
-    lines.append("")
+        for who, key in (("tiny random model", ""), ("reference answers", "reference_")):
+            ev, reward = r[key + "eval"], r[key + "reward"]
+            rep = os.path.relpath(ev["report"], out_dir)
+            lines.append(
+                f"| {task} | {who} | {ev['n_rows']} | {reward['mean_score']:.3f} | {reward['format_rate']:.2f} | "
+                f"{_headline(task, ev['metrics'])} | [{rep}]({rep}) |"
+            )
+    lines += [
+        "",
+        "Reference answers are the ground truth written as the model should answer: they check the "
+        f"rewards (maxima: {', '.join(f'{t} {m}' for t, m in MAX_REWARD.items())}) and the metrics "
+        "(mapped back to the original image), so these rows must show perfect scores.",
+        "",
+    ]
     for task, r in results.items():
         if r["eval"]["overlays"]:
             p = os.path.relpath(r["eval"]["overlays"][0], out_dir)
@@ -139,11 +185,21 @@ def run_demo(
             task, data, responses, os.path.join(task_dir, "eval"), n_overlays=n_overlays, limit=limit
         )
         first = read_responses(responses)[0]["response"] if gen["rows"] else ""
-        results[task] = {"generate": gen, "reward": reward, "eval": ev, "first_response": first}
+        log(f"      {task}: scoring and evaluating the reference answers (ground truth as answers)")
+        ref_dir = os.path.join(task_dir, "reference")
+        os.makedirs(ref_dir, exist_ok=True)
+        ref_responses = os.path.join(ref_dir, "responses.jsonl")
+        write_reference_answers(data, ref_responses, limit=limit)
+        ref_reward = score_file(data, ref_responses, os.path.join(ref_dir, "rewards.jsonl"))
+        ref_ev = evaluate_benchmark(task, data, ref_responses, os.path.join(ref_dir, "eval"), n_overlays=1, limit=limit)
+        results[task] = {"generate": gen, "reward": reward, "eval": ev, "first_response": first,
+                         "reference_reward": ref_reward, "reference_eval": ref_ev}  # fmt: skip
     report = write_summary(out_dir, results, time.time() - t0, model_dir)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump({t: {"reward": r["reward"], "metrics": r["eval"]["metrics"], "report": r["eval"]["report"],
-                       "overlays": r["eval"]["overlays"]} for t, r in results.items()}, f, indent=2)  # fmt: skip
+                       "overlays": r["eval"]["overlays"], "reference_reward": r["reference_reward"],
+                       "reference_metrics": r["reference_eval"]["metrics"]}
+                   for t, r in results.items()}, f, indent=2)  # fmt: skip
     return {"report": report, "tasks": results, "seconds": time.time() - t0}
 
 
@@ -161,8 +217,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     res = run_demo(args.out, tasks=tuple(args.tasks), limit=args.limit, max_new_tokens=args.max_new_tokens,
                    batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
+    print(f"{'':12s} {'tiny random model':>34s} | {'reference answers (must be perfect)':>36s}")
     for task, r in res["tasks"].items():
-        print(f"{task:12s} reward {r['reward']['mean_score']:.3f}  {_headline(task, r['eval']['metrics'])}")
+        ours = f"reward {r['reward']['mean_score']:.3f}  {_headline(task, r['eval']['metrics'])}"
+        ref = f"reward {r['reference_reward']['mean_score']:.3f}  {_headline(task, r['reference_eval']['metrics'])}"
+        print(f"{task:12s} {ours:>34s} | {ref:>36s}")
     print(f"demo finished in {res['seconds']:.0f} s; report: {res['report']}")
     return 0
 
