@@ -89,6 +89,8 @@ def split_answer(completion: Any, require_think: bool = False) -> tuple[str, boo
     if not isinstance(completion, str):
         completion = "" if completion is None else str(completion)
     text = completion[:MAX_CHARS]
+    if "<" not in text:  # no tags at all (the usual perception answer): skip the three searches
+        return text.strip(), not require_think, None
     think = None
     tags_ok = True
     # Two linear searches (a lazy "<think>(.*?)</think>" regex is quadratic on repeated tags).
@@ -148,6 +150,8 @@ def _salvage_list(decoder: json.JSONDecoder, text: str, start: int) -> tuple[lis
 
 def _answer_like(value: Any) -> bool:
     """A dict, or a list that is empty or holds at least one dict (not a stray ``[1]`` in prose)."""
+    if type(value) is list:
+        return not value or type(value[0]) is dict or any(isinstance(v, dict) for v in value)
     return isinstance(value, dict) or (
         isinstance(value, list) and (not value or any(isinstance(v, dict) for v in value))
     )

@@ -240,10 +240,9 @@ def _match(pred: np.ndarray, pred_ids: np.ndarray, gt: _PreparedGT, index: dict,
     same = pred_ids[:, None] == g_ids[None, :]
     np.subtract(cost, cfg.cost_class, out=cost, where=same)
     rows, cols = linear_sum_assignment(cost)
-    # At most min(K, M) pairs: plain Python beats more numpy calls on so few numbers.
-    thr = cfg.match_iou
-    counted = [(v, s) for v, s in zip(iou[rows, cols].tolist(), same[rows, cols].tolist()) if v > thr]
-    return [v for v, _ in counted], [s for _, s in counted]
+    pair_iou = iou[rows, cols]
+    keep = pair_iou > cfg.match_iou
+    return pair_iou[keep].tolist(), same[rows[keep], cols[keep]].tolist()
 
 
 def match(pred, pred_labels, gt, gt_labels, frame_hw, cfg: DetectionConfig):
