@@ -150,8 +150,8 @@ def _salvage_list(decoder: json.JSONDecoder, text: str, start: int) -> tuple[lis
 
 def _answer_like(value: Any) -> bool:
     """A dict, or a list that is empty or holds at least one dict (not a stray ``[1]`` in prose)."""
-    if type(value) is list:
-        return not value or type(value[0]) is dict or any(isinstance(v, dict) for v in value)
+    if type(value) is list and value and type(value[0]) is dict:  # the usual answer
+        return True
     return isinstance(value, dict) or (
         isinstance(value, list) and (not value or any(isinstance(v, dict) for v in value))
     )
