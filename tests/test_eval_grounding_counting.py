@@ -102,3 +102,25 @@ def test_counting_accuracy_and_mae_equal_direct_count(tmp_path):
     assert doc["metrics"]["accuracy"] == pytest.approx((err == 0).mean())
     assert doc["metrics"]["mae"] == pytest.approx(np.abs(err).mean())
     assert len(doc["overlays"]) == 2 and doc["plots"][0].endswith("count_error_hist.png")
+
+
+@pytest.mark.parametrize("gt, want", [
+    ({"points": [[1, 2], [3, 4]]}, 2),
+    ({"points": [], "count": 5}, 5),   # PixMo val/test rows without points
+    ({"count": 3}, 3),
+    ({"points": [[1, 2]], "count": 1}, 1),
+])
+def test_gt_count_reads_points_or_count(gt, want):
+    from verl_perception.metrics.counting import gt_count
+    from verl_perception.metrics.rows import EvalRow
+
+    assert gt_count(EvalRow(0, "pixmo_count", gt, {}, (10, 10), (10, 10), None)) == want
+
+
+@pytest.mark.parametrize("gt", [{"points": [[1, 2]], "count": 3}, {}, {"points": [[1, float("nan")]]}])
+def test_gt_count_refuses_inconsistent_ground_truth(gt):
+    from verl_perception.metrics.counting import gt_count
+    from verl_perception.metrics.rows import EvalInputError, EvalRow
+
+    with pytest.raises(EvalInputError, match="row 0: counting ground truth"):
+        gt_count(EvalRow(0, "pixmo_count", gt, {}, (10, 10), (10, 10), None))

@@ -16,16 +16,24 @@ import numpy as np
 
 from verl_perception.metrics.rows import EvalInputError, EvalRow
 from verl_perception.parsing import parse_answer, points_from_answer
+from verl_perception.rewards.inputs import GroundTruthError, gt_points
+from verl_perception.rewards.inputs import gt_count as gt_count_only
 
 
 def gt_count(row: EvalRow) -> int:
-    """Ground-truth count: the row's ``count`` (the benchmark's label) when given, else ``len(points)``."""
-    if row.gt.get("count") is not None:
-        return int(row.gt["count"])
-    if "points" in row.gt:
-        pts = np.asarray(row.gt["points"] or [], dtype=np.float64).reshape(-1, 2)
-        return int(len(pts))
-    raise EvalInputError(f"row {row.position}: counting ground truth needs 'points', got keys {sorted(row.gt)}")
+    """Ground-truth count: the row's ``count`` (the benchmark's label) when given, else ``len(points)``.
+
+    Read and checked as the counting reward reads it (a ``count`` beside points must equal their
+    number); a row with a ``count`` and no ``points`` field is accepted here (nothing to match).
+    """
+    gt = row.gt
+    try:
+        bare_count = "points" not in gt and gt.get("count") is not None  # nothing to check it against
+        n_points = 0 if bare_count else len(gt_points(gt))
+        count = gt_count_only(gt, n_points)
+    except GroundTruthError as e:
+        raise EvalInputError(f"row {row.position}: counting ground truth: {e}") from e
+    return n_points if count is None else count
 
 
 def predicted_points(response: str | None) -> np.ndarray:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from verl_perception.metrics.rows import EvalInputError, EvalRow
-from verl_perception.parsing import item_box, item_label, order_corners, parse_answer
+from verl_perception.parsing import item_box, item_label, normalize_label, order_corners, parse_answer
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 DEFAULT_SCORE = 1.0
@@ -78,7 +78,9 @@ def clip_to_image(boxes: np.ndarray, size_hw) -> np.ndarray:
 
 
 def _norm(name) -> str:
-    return " ".join(str(name).split()).lower()
+    # The parser's rule, so that a predicted label and a category name compare equal exactly
+    # when the reward would count them equal ("traffic_light" is "traffic light").
+    return normalize_label(name) or ""
 
 
 def _row_category_ids(row: EvalRow, name_to_id: Mapping[str, int]) -> list[int]:
@@ -261,7 +263,7 @@ def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None)
             "ground truth: built from the parquet rows (box areas, no crowd regions): "
             "pass --ann-file for the official numbers"
         )
-    name_to_id = {" ".join(str(c["name"]).split()).lower(): int(c["id"]) for c in gt.dataset["categories"]}
+    name_to_id = {_norm(c["name"]): int(c["id"]) for c in gt.dataset["categories"]}
     dets, per_row = [], []
     totals = {"boxes": 0, "unknown_label": 0, "bad_item": 0}
     for row in rows:

@@ -18,17 +18,19 @@ import numpy as np
 from verl_perception.boxes import as_boxes, box_area, sanitize_boxes
 from verl_perception.metrics.rows import EvalInputError, EvalRow
 from verl_perception.parsing import boxes_from_answer, parse_answer
+from verl_perception.rewards.inputs import GroundTruthError
+from verl_perception.rewards.inputs import gt_box as reward_gt_box
 
 THRESHOLDS = (0.5, 0.3, 0.1)
 
 
 def gt_box(row: EvalRow) -> np.ndarray:
     """The row's ground-truth box ``(4,)`` in the original frame."""
-    b = row.gt.get("bbox")
-    arr = np.asarray(b if b is not None else [], dtype=np.float64).reshape(-1)
-    if arr.shape != (4,) or not np.isfinite(arr).all():
-        raise EvalInputError(f"row {row.position}: grounding ground truth needs 'bbox' [x1,y1,x2,y2], got {b!r}")
-    return sanitize_boxes(row.to_original(arr[None]))[0][0]
+    try:
+        box = reward_gt_box(row.gt)  # (1, 4), read and checked as the grounding reward reads it
+    except GroundTruthError as e:
+        raise EvalInputError(f"row {row.position}: grounding ground truth needs 'bbox' [x1,y1,x2,y2]: {e}") from e
+    return sanitize_boxes(row.to_original(box))[0][0]
 
 
 def predicted_box(response: str | None) -> tuple[np.ndarray | None, str]:

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -158,10 +157,6 @@ def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(str(e))
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-
-
-def output_path(args: argparse.Namespace) -> Path:
-    return Path(args.output_dir) / f"{args.split}.parquet"
 
 
 def limited(records: Iterable[dict], limit: int | None) -> Iterable[dict]:
