@@ -17,6 +17,7 @@ from verl_perception.parsing import (
     item_box,
     item_label,
     item_point,
+    labelled_boxes,
     order_corners,
     parse_answer,
     points_from_answer,
@@ -248,3 +249,48 @@ def test_fast_json_path_matches_the_standard_decoder(monkeypatch):
     fast = [summary(t) for t in texts]
     monkeypatch.setattr(parsing, "_fast_loads", None)
     assert [summary(t) for t in texts] == fast
+
+
+ODD_ITEMS = [
+    {"bbox_2d": [30, 40, 10, 20], "label": "Cat"},  # reversed corners, label case
+    {"bbox_2d": [1, 2, 3], "label": "cat"},  # wrong length
+    {"bbox_2d": [True, 2, 3, 4], "label": "cat"},  # a boolean is not a coordinate
+    {"bbox_2d": ["1", "2.5", "3", "4"], "label": "cat"},  # numeric strings are read
+    {"bbox_2d": ["1", "x", "3", "4"], "label": "cat"},
+    {"bbox_2d": [1e300, -1e300, 5, 6], "label": "cat"},  # clipped
+    {"bbox_2d": [10**400, 2, 3, 4], "label": "cat"},  # int too large for a float
+    {"bbox_2d": [float("nan"), 2, 3, 4], "label": "cat"},
+    {"bbox_2d": [float("inf"), 2, 3, 4], "label": "cat"},
+    {"bbox_2d": None, "bbox": [1, 2, 3, 4], "label": "cat"},  # bbox_2d present: bbox ignored
+    {"bbox": [5, 6, 7, 8], "category": "hot_dog"},  # fallbacks for both keys
+    {"bbox_2d": (1, 2, 3, 4), "class": "dog"},  # tuples (built in code, not JSON)
+    {"bbox_2d": [1.5, -2, 3, 4], "label": 7},  # a non-string label
+    {"bbox_2d": [1, 2, 3, 4], "label": ""},
+    {"bbox_2d": [1, 2, 3, 4]},
+    {"label": "cat"},
+    {"bbox_2d": [1, 2, 3, 4], "label": "unknown thing"},
+]
+
+
+@pytest.mark.parametrize("items", [ODD_ITEMS, ITEMS, []])
+def test_labelled_boxes_matches_boxes_from_answer_item_by_item(items):
+    parsed = parse_answer("[]")
+    parsed.items, parsed.n_malformed = list(items), 2
+    index = {"cat": 0, "dog": 1, "hot dog": 2, "7": 3}
+    records, n_bad = labelled_boxes(parsed, index)
+    boxes, labels, n_bad_array = boxes_from_answer(parsed)
+    assert n_bad == n_bad_array
+    assert [list(r[:4]) for r in records] == boxes.tolist()
+    assert [r[4] for r in records] == [index.get(lab, -1) for lab in labels]
+
+
+def test_labelled_boxes_matches_boxes_from_answer_on_the_golden_completions():
+    golden = pytest.importorskip("pathlib").Path(__file__).parent / "golden"
+    texts = [json.loads(line)["solution_str"] for path in sorted(golden.glob("*.jsonl")) for line in path.open()]
+    index = {"person": 0, "car": 1, "dog": 2, "cat": 3}
+    for text in texts:
+        parsed = parse_answer(text)
+        records, n_bad = labelled_boxes(parsed, index)
+        boxes, labels, n_bad_array = boxes_from_answer(parsed)
+        assert (n_bad, [list(r[:4]) for r in records]) == (n_bad_array, boxes.tolist()), text[:200]
+        assert [r[4] for r in records] == [index.get(lab, -1) for lab in labels]

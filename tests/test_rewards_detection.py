@@ -227,3 +227,18 @@ def test_require_think():
 def test_malformed_ground_truth_raises(gt):
     with pytest.raises(GroundTruthError):
         score("[]", gt=gt)
+
+
+def test_canonical_order_is_the_same_for_few_and_many_boxes():
+    # _canonical sorts tuples for a usual answer and lexsorts an array for a long one: the two
+    # must give the same order (ties included), or the matching of spam would depend on K.
+    from verl_perception.rewards.detection import _canonical
+
+    rng = np.random.default_rng(0)
+    for n in (2, 40, 65, 300):
+        coords = rng.integers(0, 6, size=(n, 4)).astype(float)  # small range: many ties
+        records = [(*c, int(i)) for c, i in zip(coords.tolist(), rng.integers(0, 3, size=n))]
+        expected = np.array(sorted(records), dtype=float)
+        assert np.array_equal(_canonical(records), expected)
+        shuffled = [records[i] for i in rng.permutation(n)]
+        assert np.array_equal(_canonical(shuffled), expected)

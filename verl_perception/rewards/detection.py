@@ -54,7 +54,7 @@ from scipy.spatial.distance import cdist
 
 from verl_perception.boxes import _TINY
 from verl_perception.coco import COCO_NAMES
-from verl_perception.parsing import boxes_from_answer, normalize_label, parse_answer
+from verl_perception.parsing import labelled_boxes, normalize_label, parse_answer
 from verl_perception.rewards.config import DetectionConfig
 from verl_perception.rewards.inputs import SharedGroundTruth, gt_boxes_labels, input_size
 
@@ -145,9 +145,15 @@ def _result(score, fmt, precision, recall, f1, mean_iou, num_pred, num_gt) -> di
     }
 
 
-def _canonical(boxes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Row order that depends only on the (box, label) multiset."""
-    return np.lexsort((labels, boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0]))
+def _canonical(records: list[tuple]) -> np.ndarray:
+    """``(K, 5)`` array of ``(x1, y1, x2, y2, label_id)`` records in an order that depends only on
+    their multiset (lexicographic), so the answer's order never changes the matching."""
+    if len(records) <= 64:
+        records = sorted(records)  # tuple order: x1, then y1, x2, y2, label id
+        return np.array(records, dtype=np.float64)
+    arr = np.array(records, dtype=np.float64)
+    # Same order as sorting the tuples (lexsort's last key is the primary one), in C.
+    return arr[np.lexsort(arr.T[::-1])]
 
 
 class _PreparedGT:
@@ -167,26 +173,28 @@ class _PreparedGT:
         self._unit: tuple | None = None
 
     def ids(self, index: dict[str, int]) -> np.ndarray:
-        """``(M,)`` label ids; labels outside the vocabulary get ids no prediction can have."""
+        """``(M,)`` float label ids; labels outside the vocabulary get ids no prediction can have."""
         if self._ids is None or self._ids[0] is not index:
-            ids = np.array([index.get(name, -2 - i) for i, name in enumerate(self.names)], dtype=np.int64)
+            ids = np.array([index.get(name, -2 - i) for i, name in enumerate(self.names)], dtype=np.float64)
             self._ids = (index, ids)
         return self._ids[1]
 
     def features(self, frame_hw: tuple[float, float], cost_l1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(to_features (4, 14), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``.
+        """``(to_features (14, 5), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``.
 
-        ``boxes @ to_features`` gives, per box, ``[x1, y1, x2, y2, -x2, -y2, -x1, -y1]`` (whose
-        pairwise maxima hold both the intersection and the enclosing box), ``cost_l1 * (cx, cy,
-        w, h) / (W, H, W, H)`` of the frame (whose city-block distance is the weighted,
-        scale-free L1 term) and ``[x2 - x1, y2 - y1]``: one matmul per completion, exact for the
-        corner and size columns (their coefficients are 0 and +-1).
+        ``to_features @ records.T``, for ``(K, 5)`` records ``(x1, y1, x2, y2, label_id)``, gives
+        per box (a column) ``[x1, y1, x2, y2, -x2, -y2, -x1, -y1]`` (whose pairwise maxima hold
+        both the intersection and the enclosing box), ``cost_l1 * (cx, cy, w, h) / (W, H, W, H)``
+        of the frame (whose city-block distance is the weighted, scale-free L1 term) and
+        ``[x2 - x1, y2 - y1]``: one matmul per completion, exact for the corner and size rows
+        (their coefficients are 0 and +-1), laid out so that each feature is a contiguous row.
         """
         key = (frame_hw, cost_l1)
         if self._unit is None or self._unit[0] != key:
             h, w = frame_hw
             to_unit = (cost_l1 * np.array((1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h)))[:, None] * _XYXY_TO_CXCYWH
             to_features = np.concatenate([_CORNER_FEATURES, to_unit, _SIZE_FEATURES], axis=1)
+            to_features = np.ascontiguousarray(np.concatenate([to_features, np.zeros((1, 14))]).T)  # id: unused
             planes = np.ascontiguousarray((self.boxes @ _CORNER_FEATURES).T[:, None, :])
             self._unit = (key, to_features, planes, self.boxes @ to_unit)
         return self._unit[1], self._unit[2], self._unit[3]
@@ -210,60 +218,68 @@ def _prepare(gt: Mapping[str, Any]) -> _PreparedGT:
     return prepared
 
 
-def _match(pred: np.ndarray, pred_ids: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: DetectionConfig):
-    """Hungarian matching of ``pred`` ``(K, 4)`` (ids ``(K,)``) to the ground truth.
+def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: DetectionConfig) -> tuple[int, float, int]:
+    """Hungarian matching of ``pred``, ``(K, 5)`` records ``(x1, y1, x2, y2, label_id)``, to the
+    ground truth.
 
-    Returns ``(iou, same_label)`` of the counted pairs (IoU > ``cfg.match_iou``): two lists of
-    TP floats and bools.
+    Returns ``(tp, iou_sum, tp_same_label)`` over the counted pairs (IoU > ``cfg.match_iou``).
     """
     g_ids = gt.ids(index)
     to_features, g_planes, g_unit = gt.features(frame_hw, cfg.cost_l1)
-    f = pred @ to_features  # (K, 14), see _PreparedGT.features
+    f = to_features @ pred.T  # (14, K), see _PreparedGT.features
     # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], laid out (8, K, M) so each plane
     # is contiguous; the two halves summed give [-iw, -ih, ew, eh]: minus the intersection's
     # width and height, and the enclosing box's.
-    hm = np.maximum(f[:, :8].T[:, :, None], g_planes)
-    s = hm[:4] + hm[4:]
-    neg = np.minimum(s[:2], 0.0)
-    inter = neg[0] * neg[1]
-    enclosing = s[2] * s[3]
-    union = (f[:, 12] * f[:, 13])[:, None] + gt.area - inter
-    if gt.positive:  # union >= the gt area > 0 and enclosing >= union: no division by zero
-        iou = inter / union
-        giou = iou - (enclosing - union) / enclosing
-    else:
-        iou = inter / np.maximum(union, _TINY)
-        giou = iou - (enclosing - union) / np.maximum(enclosing, _TINY)
-    cost = cdist(f[:, 8:12], g_unit, "cityblock")
+    s = np.maximum(f[:8, :, None], g_planes)
+    s = s[:4] + s[4:]
+    np.minimum(s[:2], 0.0, out=s[:2])
+    inter, enclosing = s[0::2] * s[1::2]  # (-iw)(-ih) and ew * eh
+    union = (f[12] * f[13])[:, None] + gt.area
+    union -= inter
+    if not gt.positive:  # else union >= the gt area > 0 and enclosing >= union: no division by zero
+        np.maximum(union, _TINY, out=union)
+        np.maximum(enclosing, _TINY, out=enclosing)
+    iou = inter / union
+    # GIoU = IoU - (enclosing - union) / enclosing = IoU + union / enclosing - 1; the constant
+    # does not change the assignment.
+    giou = union / enclosing
+    giou += iou
     giou *= cfg.cost_giou
+    cost = cdist(f[8:12].T, g_unit, "cityblock")
     cost -= giou
-    same = pred_ids[:, None] == g_ids[None, :]
+    same = pred[:, 4:5] == g_ids
     np.subtract(cost, cfg.cost_class, out=cost, where=same)
     rows, cols = linear_sum_assignment(cost)
-    pair_iou = iou[rows, cols]
-    keep = pair_iou > cfg.match_iou
-    return pair_iou[keep].tolist(), same[rows[keep], cols[keep]].tolist()
+    tp, iou_sum, tp_same = 0, [], 0
+    threshold = cfg.match_iou
+    for value, ok in zip(iou[rows, cols].tolist(), same[rows, cols].tolist()):
+        if value > threshold:
+            tp += 1
+            iou_sum.append(value)
+            tp_same += ok
+    return tp, math.fsum(iou_sum), tp_same
 
 
-def match(pred, pred_labels, gt, gt_labels, frame_hw, cfg: DetectionConfig):
+def match(pred, pred_labels, gt, gt_labels, frame_hw, cfg: DetectionConfig) -> tuple[int, float, int]:
     """Hungarian matching of predictions to ground truth (the reward's matcher, standalone).
 
     Args:
-        pred: ``(K, 4)`` ordered boxes; pred_labels: ``(K,)`` label names.
-        gt: ``(M, 4)`` ordered boxes; gt_labels: ``(M,)`` label names.
+        pred: ``(K, 4)`` boxes; pred_labels: ``(K,)`` label names.
+        gt: ``(M, 4)`` boxes; gt_labels: ``(M,)`` label names.
         frame_hw: ``(h, w)`` of the input frame, which normalises the L1 term.
 
     Returns:
-        ``(iou, same_label)`` of the counted pairs (IoU > ``cfg.match_iou``), lists of TP values.
+        ``(tp, iou_sum, tp_same_label)``: the counted pairs (IoU > ``cfg.match_iou``), the sum of
+        their IoUs and how many of them have the right label.
     """
     prepared = _PreparedGT(
         {"boxes": np.asarray(gt, dtype=np.float64).reshape(-1, 4).tolist(), "labels": list(gt_labels)}
     )
     index = _index_of(tuple(prepared.names) + tuple(str(x) for x in pred_labels))
-    ids = np.array([index[_normalise(x)] for x in pred_labels], dtype=np.int64)
-    return _match(
-        np.asarray(pred, dtype=np.float64).reshape(-1, 4), ids, prepared, index, tuple(map(float, frame_hw)), cfg
-    )
+    boxes = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
+    boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
+    records = [(*b, index[_normalise(x)]) for b, x in zip(boxes.tolist(), pred_labels)]
+    return _match(_canonical(records), prepared, index, tuple(map(float, frame_hw)), cfg)
 
 
 def detection_reward(
@@ -281,15 +297,14 @@ def detection_reward(
         return _result(min(max(0.0, cfg.min_score), cfg.max_score), 0, 0, 0, 0, 0, 0, n_gt)
 
     index = vocabulary(cfg, extra_info, prepared.names)
-    boxes, names, n_bad = boxes_from_answer(parsed)
-    ids = [index.get(name, -1) for name in names]  # None (no label) is never in the index
-    n_unknown = ids.count(-1)
-    malformed = n_bad + n_unknown
+    records, n_bad = labelled_boxes(parsed, index)
+    known = [r for r in records if r[4] >= 0]
+    n_pred = len(known)
+    malformed = n_bad + len(records) - n_pred
     n_items = parsed.n_items
     fmt_fraction = 1.0 - malformed / n_items if n_items else 1.0
     tags = float(parsed.tags_ok)
     fmt = float(parsed.tags_ok and malformed == 0)
-    n_pred = len(ids) - n_unknown
 
     if n_pred == 0 and n_gt == 0:
         precision = recall = f1 = class_acc = mean_iou = 1.0
@@ -298,20 +313,12 @@ def detection_reward(
         tp, class_acc, mean_iou = 0, 0.0, 0.0
         cap = max(int(cfg.max_pred_boxes), 0)
         if n_pred and n_gt and cap:
-            pred_ids = np.array(ids, dtype=np.int64)
-            if n_unknown:
-                keep = pred_ids >= 0
-                boxes, pred_ids = boxes[keep], pred_ids[keep]
-            if n_pred > cap:
-                boxes, pred_ids = boxes[:cap], pred_ids[:cap]
-            order = _canonical(boxes, pred_ids)
-            pair_iou, pair_same = _match(
-                boxes[order], pred_ids[order], prepared, index, _frame(extra_info, prepared.boxes), cfg
+            tp, iou_sum, tp_same = _match(
+                _canonical(known[:cap]), prepared, index, _frame(extra_info, prepared.boxes), cfg
             )
-            tp = len(pair_iou)
             if tp:
-                mean_iou = math.fsum(pair_iou) / tp
-                class_acc = sum(pair_same) / tp
+                mean_iou = iou_sum / tp
+                class_acc = tp_same / tp
         precision = tp / n_pred if n_pred else 0.0
         recall = tp / n_gt if n_gt else 0.0
         f1 = 2.0 * tp / (n_pred + n_gt)
