@@ -242,3 +242,28 @@ def test_canonical_order_is_the_same_for_few_and_many_boxes():
         assert np.array_equal(_canonical(records), expected)
         shuffled = [records[i] for i in rng.permutation(n)]
         assert np.array_equal(_canonical(shuffled), expected)
+
+
+def test_long_answers_take_the_array_path_with_the_same_result(monkeypatch):
+    # Answers of more than _FEW_ITEMS items are read with numpy arrays instead of item by item;
+    # both readers must give the same records, counts and order.
+    from verl_perception.parsing import parse_answer
+    from verl_perception.rewards import detection
+
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(150):
+        b = rng.integers(0, 400, size=4).tolist()
+        items.append({"bbox_2d": b if i % 7 else [b[2], b[3], b[0], b[1]], "label": ["person", "car", "zebra?"][i % 3]})
+    items[5] = {"bbox_2d": [1, 2, "x", 4], "label": "person"}
+    items[9] = {"bbox_2d": [1e9, 2, 3, 4], "label": "car"}
+    parsed = parse_answer(json.dumps(items))
+    index = {"person": 0, "car": 1}
+    for cap in (1000, 40):
+        array_path = detection._predictions(parsed, index, cap)
+        monkeypatch.setattr(detection, "_FEW_ITEMS", 10_000)
+        item_path = detection._predictions(parsed, index, cap)
+        monkeypatch.undo()
+        assert array_path[1:] == item_path[1:] == (100, 50)  # 49 zebras + 1 bad box
+        assert np.array_equal(array_path[0], item_path[0])
+        assert len(array_path[0]) == min(cap, 100)

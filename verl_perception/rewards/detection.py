@@ -54,7 +54,7 @@ from scipy.spatial.distance import cdist
 
 from verl_perception.boxes import _TINY
 from verl_perception.coco import COCO_NAMES
-from verl_perception.parsing import labelled_boxes, normalize_label, parse_answer
+from verl_perception.parsing import boxes_from_answer, labelled_boxes, normalize_label, parse_answer
 from verl_perception.rewards.config import DetectionConfig
 from verl_perception.rewards.inputs import SharedGroundTruth, gt_boxes_labels, input_size
 
@@ -145,15 +145,37 @@ def _result(score, fmt, precision, recall, f1, mean_iou, num_pred, num_gt) -> di
     }
 
 
-def _canonical(records: list[tuple]) -> np.ndarray:
-    """``(K, 5)`` array of ``(x1, y1, x2, y2, label_id)`` records in an order that depends only on
-    their multiset (lexicographic), so the answer's order never changes the matching."""
-    if len(records) <= 64:
-        records = sorted(records)  # tuple order: x1, then y1, x2, y2, label id
-        return np.array(records, dtype=np.float64)
-    arr = np.array(records, dtype=np.float64)
+# Up to this many answer items are read item by item in Python (labelled_boxes) and sorted as
+# tuples; longer answers (box spam) take the array path, whose numpy calls cost more up front
+# but far less per box.
+_FEW_ITEMS = 64
+
+
+def _canonical(records: list[tuple] | np.ndarray) -> np.ndarray:
+    """``(K, 5)`` ``(x1, y1, x2, y2, label_id)`` records (tuples or an array) as an array in an
+    order that depends only on their multiset (lexicographic), so the answer's order never
+    changes the matching."""
+    if isinstance(records, list):
+        return np.array(sorted(records), dtype=np.float64).reshape(-1, 5)  # tuple order: x1, y1, x2, y2, id
     # Same order as sorting the tuples (lexsort's last key is the primary one), in C.
-    return arr[np.lexsort(arr.T[::-1])]
+    return records[np.lexsort(records.T[::-1])]
+
+
+def _predictions(parsed, index: dict[str, int], cap: int) -> tuple[np.ndarray, int, int]:
+    """The answer's valid boxes with a known label: ``(records (K, 5) in canonical order, at most
+    ``cap`` of them, taken in answer order; n_pred, the count before the cap; n_malformed)``."""
+    if len(parsed.items) <= _FEW_ITEMS:
+        records, n_bad = labelled_boxes(parsed, index)
+        known = [r for r in records if r[4] >= 0]
+        return _canonical(known[:cap]), len(known), n_bad + len(records) - len(known)
+    boxes, names, n_bad = boxes_from_answer(parsed)
+    ids = np.array([index.get(name, -1) for name in names], dtype=np.float64)
+    known = ids >= 0
+    n_pred = int(np.count_nonzero(known))
+    records = np.concatenate([boxes, ids[:, None]], axis=1)
+    if n_pred < len(ids):
+        records = records[known]
+    return _canonical(records[:cap]), n_pred, n_bad + len(ids) - n_pred
 
 
 class _PreparedGT:
@@ -169,15 +191,20 @@ class _PreparedGT:
         self.names = [names[i] for i in order.tolist()]
         self.area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
         self.positive = bool((self.area > 0).all())
-        self._ids: tuple[dict, np.ndarray] | None = None
+        self._ids: tuple[dict, np.ndarray, list] | None = None
         self._unit: tuple | None = None
 
     def ids(self, index: dict[str, int]) -> np.ndarray:
         """``(M,)`` float label ids; labels outside the vocabulary get ids no prediction can have."""
         if self._ids is None or self._ids[0] is not index:
             ids = np.array([index.get(name, -2 - i) for i, name in enumerate(self.names)], dtype=np.float64)
-            self._ids = (index, ids)
+            self._ids = (index, ids, ids.tolist())
         return self._ids[1]
+
+    def id_list(self, index: dict[str, int]) -> list[float]:
+        """:meth:`ids` as a list."""
+        self.ids(index)
+        return self._ids[2]
 
     def features(self, frame_hw: tuple[float, float], cost_l1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(to_features (14, 5), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``.
@@ -225,7 +252,10 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     Returns ``(tp, iou_sum, tp_same_label)`` over the counted pairs (IoU > ``cfg.match_iou``).
     """
     g_ids = gt.ids(index)
-    to_features, g_planes, g_unit = gt.features(frame_hw, cfg.cost_l1)
+    # The assignment does not change when the whole cost is divided by cost_class > 0; then the
+    # class term is a plain subtraction of the equality matrix (the default weight is 1).
+    scale = cfg.cost_class if cfg.cost_class > 0 else 1.0
+    to_features, g_planes, g_unit = gt.features(frame_hw, cfg.cost_l1 / scale)
     f = to_features @ pred.T  # (14, K), see _PreparedGT.features
     # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], laid out (8, K, M) so each plane
     # is contiguous; the two halves summed give [-iw, -ih, ew, eh]: minus the intersection's
@@ -244,19 +274,23 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     # does not change the assignment.
     giou = union / enclosing
     giou += iou
-    giou *= cfg.cost_giou
+    if cfg.cost_giou != scale:
+        giou *= cfg.cost_giou / scale
     cost = cdist(f[8:12].T, g_unit, "cityblock")
     cost -= giou
-    same = pred[:, 4:5] == g_ids
-    np.subtract(cost, cfg.cost_class, out=cost, where=same)
+    pred_ids = pred[:, 4]
+    if cfg.cost_class > 0:
+        cost -= pred_ids[:, None] == g_ids
     rows, cols = linear_sum_assignment(cost)
+    # The counted pairs, read in Python: a handful of values, cheaper than more numpy calls.
     tp, iou_sum, tp_same = 0, [], 0
     threshold = cfg.match_iou
-    for value, ok in zip(iou[rows, cols].tolist(), same[rows, cols].tolist()):
+    pred_ids, g_ids = pred_ids.tolist(), gt.id_list(index)
+    for value, r, c in zip(iou[rows, cols].tolist(), rows.tolist(), cols.tolist()):
         if value > threshold:
             tp += 1
             iou_sum.append(value)
-            tp_same += ok
+            tp_same += pred_ids[r] == g_ids[c]
     return tp, math.fsum(iou_sum), tp_same
 
 
@@ -297,10 +331,8 @@ def detection_reward(
         return _result(min(max(0.0, cfg.min_score), cfg.max_score), 0, 0, 0, 0, 0, 0, n_gt)
 
     index = vocabulary(cfg, extra_info, prepared.names)
-    records, n_bad = labelled_boxes(parsed, index)
-    known = [r for r in records if r[4] >= 0]
-    n_pred = len(known)
-    malformed = n_bad + len(records) - n_pred
+    cap = max(int(cfg.max_pred_boxes), 0)
+    pred, n_pred, malformed = _predictions(parsed, index, cap)
     n_items = parsed.n_items
     fmt_fraction = 1.0 - malformed / n_items if n_items else 1.0
     tags = float(parsed.tags_ok)
@@ -311,11 +343,8 @@ def detection_reward(
         tp = 0
     else:
         tp, class_acc, mean_iou = 0, 0.0, 0.0
-        cap = max(int(cfg.max_pred_boxes), 0)
-        if n_pred and n_gt and cap:
-            tp, iou_sum, tp_same = _match(
-                _canonical(known[:cap]), prepared, index, _frame(extra_info, prepared.boxes), cfg
-            )
+        if len(pred) and n_gt:
+            tp, iou_sum, tp_same = _match(pred, prepared, index, _frame(extra_info, prepared.boxes), cfg)
             if tp:
                 mean_iou = iou_sum / tp
                 class_acc = tp_same / tp
