@@ -275,7 +275,8 @@ ODD_ITEMS = [
 @pytest.mark.parametrize("items", [ODD_ITEMS, ITEMS, []])
 def test_labelled_boxes_matches_boxes_from_answer_item_by_item(items):
     parsed = parse_answer("[]")
-    parsed.items, parsed.n_malformed = list(items), 2
+    # As parse_answer fills them: the items and the text they were read from.
+    parsed.items, parsed.n_malformed, parsed.text = list(items), 2, json.dumps(items)
     index = {"cat": 0, "dog": 1, "hot dog": 2, "7": 3}
     records, n_bad = labelled_boxes(parsed, index)
     boxes, labels, n_bad_array = boxes_from_answer(parsed)

@@ -422,7 +422,6 @@ def boxes_from_answer(parsed: ParsedAnswer) -> tuple[np.ndarray, list[str | None
     return order_corners(np.minimum(np.maximum(arr, -MAX_ABS_COORD), MAX_ABS_COORD)), labels, n_bad
 
 
-_PLAIN_NUMBER = frozenset({int, float})  # exact types: bool is an int subclass, not a coordinate
 _ABSENT = object()
 
 
@@ -433,7 +432,9 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
     box, in answer order, with the same coordinates as :func:`boxes_from_answer` (corners ordered,
     clipped to ``±boxes.MAX_ABS_COORD``); ``label_id`` is ``label_ids[item_label(item)]``, or -1
     for a label outside ``label_ids`` (or none). ``n_bad`` counts as in
-    :func:`boxes_from_answer`.
+    :func:`boxes_from_answer`. ``parsed`` is what :func:`parse_answer` returned: like the array
+    path, the item loop skips its per-value boolean checks when ``parsed.text`` holds no JSON
+    ``true``/``false``.
 
     For the few boxes of a usual answer, plain Python per item costs less than the dozen numpy
     calls of the array path (each a microsecond or more of fixed overhead).
@@ -441,35 +442,25 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
     n_bad = parsed.n_malformed
     records = []
     append = records.append
-    numeric = _PLAIN_NUMBER
     bound = MAX_ABS_COORD
     cache = _LABEL_CACHE
+    # JSON booleans are ints to float(); without "true"/"false" in the text there are none.
+    check_bool = "true" in parsed.text or "false" in parsed.text or not parsed.text
     for item in parsed.items:
         box = item.get("bbox_2d", _ABSENT)
         if box is _ABSENT:
             box = item.get("bbox")
-        if (
-            type(box) is list
-            and len(box) == 4
-            and type(box[0]) in numeric
-            and type(box[1]) in numeric
-            and type(box[2]) in numeric
-            and type(box[3]) in numeric
-        ):
-            try:
-                x1, y1, x2, y2 = float(box[0]), float(box[1]), float(box[2]), float(box[3])
-            except OverflowError:  # an int too large for a float
-                n_bad += 1
-                continue
-            # Chained comparisons are False for NaN: those and out-of-range values take the
-            # general path below.
+        try:
+            if type(box) is not list or (check_bool and any(type(v) is bool for v in box)):
+                raise TypeError
+            x1, y1, x2, y2 = box
+            # float() reads numbers and numeric strings as _finite_numbers does; anything
+            # else, and NaN, infinities or out-of-range values (the chained comparisons are
+            # False), take the general path.
+            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
             if not (-bound <= x1 <= bound and -bound <= y1 <= bound and -bound <= x2 <= bound and -bound <= y2 <= bound):
-                values = item_box(item)
-                if values is None:
-                    n_bad += 1
-                    continue
-                x1, y1, x2, y2 = (min(max(v, -bound), bound) for v in values)
-        else:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
             values = item_box(item)
             if values is None:
                 n_bad += 1

@@ -16,6 +16,7 @@ OCR = "ocr"
 DETECTION = "detection"
 
 TASKS: tuple[str, ...] = (GROUNDING, COUNTING, OCR, DETECTION)
+_TASK_SET = frozenset(TASKS)
 
 DATA_SOURCE_TO_TASK: dict[str, str] = {
     "refcoco": GROUNDING,
@@ -38,8 +39,10 @@ def resolve_task(data_source: Any, extra_info: Mapping[str, Any] | None = None) 
     naming the data_source when neither gives one of :data:`TASKS`.
     """
     task = None
-    if isinstance(extra_info, Mapping):
+    if type(extra_info) is dict or isinstance(extra_info, Mapping):
         task = extra_info.get("task")
+        if type(task) is str and task in _TASK_SET:  # already canonical (the usual case): skip the normalisation
+            return task
     if task is not None:
         task = str(task).strip().lower()
         if task in TASKS:

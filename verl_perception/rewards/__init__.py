@@ -61,6 +61,7 @@ def load_ground_truth(ground_truth: Any) -> dict:
 
 
 _SCORERS: dict = {}
+_DEFAULT_CONFIG = RewardConfig()
 
 
 def _scorer(task: str):
@@ -102,7 +103,9 @@ def compute_score(
         ``{"score": float, "format": 0.0|1.0, <task components>}``, all finite floats.
     """
     task = resolve_task(data_source, extra_info)
-    if not isinstance(config, RewardConfig):
+    if config is None:
+        config = _DEFAULT_CONFIG
+    elif not isinstance(config, RewardConfig):
         config = RewardConfig.from_mapping(config)
     gt = None
     if isinstance(ground_truth, str):
@@ -116,7 +119,12 @@ def compute_score(
     # The detection vocabulary depends on the data_source (COCO names for "coco").
     info.setdefault("data_source", data_source)
     result = _scorer(task)(solution_str, gt, info, getattr(config, task))
-    for key, value in result.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            result[key] = 0.0  # defensive: a NaN must never reach the advantage computation
+    try:
+        finite = math.isfinite(sum(result.values()))  # one check for the usual all-finite result
+    except TypeError:
+        finite = False
+    if not finite:
+        for key, value in result.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                result[key] = 0.0  # defensive: a NaN must never reach the advantage computation
     return result

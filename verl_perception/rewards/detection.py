@@ -178,6 +178,30 @@ def _predictions(parsed, index: dict[str, int], cap: int) -> tuple[np.ndarray, i
     return _canonical(records[:cap]), n_pred, n_bad + len(ids) - n_pred
 
 
+_FEATURES_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _to_features(frame_hw: tuple[float, float], cost_l1: float) -> np.ndarray:
+    """``(14, 5)`` matrix that maps a ``(x1, y1, x2, y2, label_id)`` record (a column) to its
+    features ``[x1, y1, x2, y2, -x2, -y2, -x1, -y1]`` (whose pairwise maxima hold both the
+    intersection and the enclosing box), ``cost_l1 * (cx, cy, w, h) / (W, H, W, H)`` of the frame
+    (whose city-block distance is the weighted, scale-free L1 term) and ``[x2 - x1, y2 - y1]``:
+    one matmul per completion, exact for the corner and size rows (coefficients 0 and +-1).
+    Cached: a dataset has a handful of frame sizes."""
+    key = (frame_hw, cost_l1)
+    out = _FEATURES_CACHE.get(key)
+    if out is None:
+        h, w = frame_hw
+        to_unit = (cost_l1 * np.array((1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h)))[:, None] * _XYXY_TO_CXCYWH
+        out = np.concatenate([_CORNER_FEATURES, to_unit, _SIZE_FEATURES], axis=1)
+        out = np.ascontiguousarray(np.concatenate([out, np.zeros((1, 14))]).T)  # label id: unused
+        out.flags.writeable = False
+        if len(_FEATURES_CACHE) >= 1024:
+            _FEATURES_CACHE.clear()
+        _FEATURES_CACHE[key] = out
+    return out
+
+
 class _PreparedGT:
     """A row's ground truth as arrays, in canonical order, with what every completion reuses."""
 
@@ -185,11 +209,15 @@ class _PreparedGT:
 
     def __init__(self, gt: Mapping[str, Any]):
         boxes, names = gt_boxes_labels(gt)
-        ranks = {name: r for r, name in enumerate(sorted(set(names)))}
-        order = np.lexsort((np.array([ranks[n] for n in names], dtype=np.int64).reshape(-1), *boxes.T[::-1]))
-        self.boxes = boxes[order]
-        self.names = [names[i] for i in order.tolist()]
-        self.area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        listed = boxes.tolist()
+        # Canonical order (boxes, then names), so that the ground truth's order never matters.
+        order = sorted(range(len(names)), key=lambda i: (listed[i], names[i]))
+        if order != list(range(len(names))):
+            boxes = boxes[order]
+            names = [names[i] for i in order]
+        self.boxes = boxes
+        self.names = names
+        self.area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         self.positive = bool((self.area > 0).all())
         self._ids: tuple[dict, np.ndarray, list] | None = None
         self._unit: tuple | None = None
@@ -197,8 +225,8 @@ class _PreparedGT:
     def ids(self, index: dict[str, int]) -> np.ndarray:
         """``(M,)`` float label ids; labels outside the vocabulary get ids no prediction can have."""
         if self._ids is None or self._ids[0] is not index:
-            ids = np.array([index.get(name, -2 - i) for i, name in enumerate(self.names)], dtype=np.float64)
-            self._ids = (index, ids, ids.tolist())
+            ids = [float(index.get(name, -2 - i)) for i, name in enumerate(self.names)]
+            self._ids = (index, np.array(ids), ids)
         return self._ids[1]
 
     def id_list(self, index: dict[str, int]) -> list[float]:
@@ -207,23 +235,13 @@ class _PreparedGT:
         return self._ids[2]
 
     def features(self, frame_hw: tuple[float, float], cost_l1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(to_features (14, 5), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``.
-
-        ``to_features @ records.T``, for ``(K, 5)`` records ``(x1, y1, x2, y2, label_id)``, gives
-        per box (a column) ``[x1, y1, x2, y2, -x2, -y2, -x1, -y1]`` (whose pairwise maxima hold
-        both the intersection and the enclosing box), ``cost_l1 * (cx, cy, w, h) / (W, H, W, H)``
-        of the frame (whose city-block distance is the weighted, scale-free L1 term) and
-        ``[x2 - x1, y2 - y1]``: one matmul per completion, exact for the corner and size rows
-        (their coefficients are 0 and +-1), laid out so that each feature is a contiguous row.
-        """
+        """``(to_features (14, 5), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``; see
+        :func:`_to_features`."""
         key = (frame_hw, cost_l1)
         if self._unit is None or self._unit[0] != key:
-            h, w = frame_hw
-            to_unit = (cost_l1 * np.array((1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h)))[:, None] * _XYXY_TO_CXCYWH
-            to_features = np.concatenate([_CORNER_FEATURES, to_unit, _SIZE_FEATURES], axis=1)
-            to_features = np.ascontiguousarray(np.concatenate([to_features, np.zeros((1, 14))]).T)  # id: unused
-            planes = np.ascontiguousarray((self.boxes @ _CORNER_FEATURES).T[:, None, :])
-            self._unit = (key, to_features, planes, self.boxes @ to_unit)
+            to_features = _to_features(frame_hw, cost_l1)
+            f = to_features[:12, :4] @ self.boxes.T  # (12, M)
+            self._unit = (key, to_features, f[:8, None, :], np.ascontiguousarray(f[8:12].T))
         return self._unit[1], self._unit[2], self._unit[3]
 
 
