@@ -267,3 +267,74 @@ def test_long_answers_take_the_array_path_with_the_same_result(monkeypatch):
         assert array_path[1:] == item_path[1:] == (100, 50)  # 49 zebras + 1 bad box
         assert np.array_equal(array_path[0], item_path[0])
         assert len(array_path[0]) == min(cap, 100)
+
+
+def _reference_match(pred, pred_ids, gt, gt_ids, h, w):
+    """DETR's cost written out directly, (K, M) layout, then scipy: the matcher's definition."""
+    from scipy.optimize import linear_sum_assignment
+
+    def cxcywh(b):
+        return np.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1)
+
+    lt, rb = np.maximum(pred[:, None, :2], gt[None, :, :2]), np.minimum(pred[:, None, 2:], gt[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    union = area(pred)[:, None] + area(gt)[None] - inter
+    iou = inter / union
+    elt, erb = np.minimum(pred[:, None, :2], gt[None, :, :2]), np.maximum(pred[:, None, 2:], gt[None, :, 2:])
+    enclosing = np.prod(erb - elt, -1)
+    giou = iou - (enclosing - union) / enclosing
+    l1 = np.abs(cxcywh(pred)[:, None] - cxcywh(gt)[None]).sum(-1)
+    same = pred_ids[:, None] == gt_ids[None]
+    rows, cols = linear_sum_assignment(5 * l1 - same - 2 * giou)
+    pairs = [(iou[r, c], same[r, c]) for r, c in zip(rows, cols) if iou[r, c] > 0.5]
+    return len(pairs), sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+
+@pytest.mark.parametrize("k, m", [(3, 9), (9, 9), (40, 6), (300, 12)])
+def test_matcher_equals_the_direct_detr_cost_in_both_layouts(k, m):
+    # K > M runs with the predictions along the columns; both layouts must be DETR's matcher.
+    from verl_perception.rewards.config import DetectionConfig
+    from verl_perception.rewards.detection import _canonical, _PreparedGT, _match
+
+    rng = np.random.default_rng(k * 100 + m)
+    gt = rng.uniform(0, 300, size=(m, 2))
+    gt = np.concatenate([gt, gt + rng.uniform(10, 150, size=(m, 2))], 1).round()
+    names = ["a", "b", "c"]
+    gt_labels = [names[i % 3] for i in range(m)]
+    src = rng.integers(0, m, size=k)
+    pred = (gt[src] + rng.normal(0, 12, size=(k, 4))).round()
+    pred[: k // 4] = pred[0]  # duplicates: ties in the cost
+    pred = np.concatenate([np.minimum(pred[:, :2], pred[:, 2:]), np.maximum(pred[:, :2], pred[:, 2:])], 1)
+    pred_ids = rng.integers(0, 3, size=k)
+    prepared = _PreparedGT({"boxes": gt.tolist(), "labels": gt_labels})
+    index = {"a": 0, "b": 1, "c": 2}
+    records = _canonical([(*b, int(i)) for b, i in zip(pred.tolist(), pred_ids)])
+    tp, iou_sum, tp_same = _match(records, prepared, index, (480.0, 640.0), DetectionConfig())
+    gt_ids = np.array([index[n] for n in prepared.names])
+    ref = _reference_match(records[:, :4], records[:, 4].astype(int), prepared.boxes, gt_ids, 480.0, 640.0)
+    assert tp == ref[0] and tp_same == ref[2]
+    assert iou_sum == pytest.approx(ref[1], abs=1e-9)
+    assert tp > 0
+
+
+@pytest.mark.parametrize(
+    "gt",
+    [
+        GT,
+        {"boxes": [[60, 120, 10, 20], [1.5, 2.25, 3, 4]], "labels": ["Hot_Dog", "person"]},  # reversed, names
+        {"boxes": [["10", "20", "30", "40"]], "labels": ["person"]},  # numeric strings: shared reader
+        {"boxes": [[1e308, 0, 1e308, 5]], "labels": ["person"]},  # sum overflows: shared reader
+        {"boxes": [], "labels": []},
+    ],
+)
+def test_prepared_ground_truth_reads_as_the_shared_reader(gt):
+    from verl_perception.rewards.detection import _PreparedGT
+    from verl_perception.rewards.inputs import gt_boxes_labels
+
+    prepared = _PreparedGT(gt)
+    boxes, names = gt_boxes_labels(gt)
+    expected = sorted(zip(map(tuple, boxes.tolist()), names))
+    assert list(zip(map(tuple, prepared.boxes.tolist()), prepared.names)) == expected
+    assert prepared.boxes.shape == (len(names), 4)
+    assert prepared.area.tolist() == [(b[2] - b[0]) * (b[3] - b[1]) for b, _ in expected]

@@ -178,6 +178,32 @@ def _predictions(parsed, index: dict[str, int], cap: int) -> tuple[np.ndarray, i
     return _canonical(records[:cap]), n_pred, n_bad + len(ids) - n_pred
 
 
+def _plain_gt_records(gt: Mapping[str, Any]) -> list[tuple] | None:
+    """``[((x1, y1, x2, y2), label), ...]`` of a ground truth made of plain JSON numbers and
+    string labels (what data_preprocess writes), read in Python; None for anything else, which
+    :func:`~verl_perception.rewards.inputs.gt_boxes_labels` then checks. Same values as that
+    reader: corners ordered, labels normalised."""
+    boxes, labels = gt.get("boxes"), gt.get("labels")
+    if type(boxes) is not list or type(labels) is not list or len(boxes) != len(labels):
+        return None
+    out = []
+    for box, label in zip(boxes, labels):
+        if type(box) is not list or len(box) != 4 or type(label) is not str:
+            return None
+        x1, y1, x2, y2 = box
+        if not (type(x1) in _NUMBER and type(y1) in _NUMBER and type(x2) in _NUMBER and type(y2) in _NUMBER):
+            return None
+        try:
+            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
+        except OverflowError:
+            return None
+        if not math.isfinite(x1 + y1 + x2 + y2):  # NaN and infinities propagate
+            return None
+        out.append(((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), normalize_label(label) or ""))
+    return out
+
+
+_NUMBER = frozenset({int, float})
 _FEATURES_CACHE: dict[tuple, np.ndarray] = {}
 
 
@@ -208,17 +234,17 @@ class _PreparedGT:
     __slots__ = ("boxes", "names", "area", "positive", "_ids", "_unit")
 
     def __init__(self, gt: Mapping[str, Any]):
-        boxes, names = gt_boxes_labels(gt)
-        listed = boxes.tolist()
+        records = _plain_gt_records(gt)
+        if records is None:  # anything unusual: the shared reader checks it (or raises)
+            boxes, names = gt_boxes_labels(gt)
+            records = [(tuple(b), n) for b, n in zip(boxes.tolist(), names)]
         # Canonical order (boxes, then names), so that the ground truth's order never matters.
-        order = sorted(range(len(names)), key=lambda i: (listed[i], names[i]))
-        if order != list(range(len(names))):
-            boxes = boxes[order]
-            names = [names[i] for i in order]
-        self.boxes = boxes
-        self.names = names
-        self.area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        self.positive = bool((self.area > 0).all())
+        records.sort()
+        self.names = [n for _, n in records]
+        self.boxes = np.array([b for b, _ in records], dtype=np.float64).reshape(-1, 4)
+        areas = [(b[2] - b[0]) * (b[3] - b[1]) for b, _ in records]
+        self.area = np.array(areas, dtype=np.float64)
+        self.positive = all(a > 0 for a in areas)
         self._ids: tuple[dict, np.ndarray, list] | None = None
         self._unit: tuple | None = None
 
@@ -235,13 +261,13 @@ class _PreparedGT:
         return self._ids[2]
 
     def features(self, frame_hw: tuple[float, float], cost_l1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(to_features (14, 5), corner planes (8, 1, M), weighted unit cxcywh (M, 4))``; see
+        """``(to_features (14, 5), corner planes (8, M), weighted unit cxcywh (M, 4))``; see
         :func:`_to_features`."""
         key = (frame_hw, cost_l1)
         if self._unit is None or self._unit[0] != key:
             to_features = _to_features(frame_hw, cost_l1)
             f = to_features[:12, :4] @ self.boxes.T  # (12, M)
-            self._unit = (key, to_features, f[:8, None, :], np.ascontiguousarray(f[8:12].T))
+            self._unit = (key, to_features, f[:8], np.ascontiguousarray(f[8:12].T))
         return self._unit[1], self._unit[2], self._unit[3]
 
 
@@ -274,15 +300,26 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     # class term is a plain subtraction of the equality matrix (the default weight is 1).
     scale = cfg.cost_class if cfg.cost_class > 0 else 1.0
     to_features, g_planes, g_unit = gt.features(frame_hw, cfg.cost_l1 / scale)
-    f = to_features @ pred.T  # (14, K), see _PreparedGT.features
-    # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], laid out (8, K, M) so each plane
-    # is contiguous; the two halves summed give [-iw, -ih, ew, eh]: minus the intersection's
-    # width and height, and the enclosing box's.
-    s = np.maximum(f[:8, :, None], g_planes)
+    f = to_features @ pred.T  # (14, K), see _to_features
+    p_area, p_ids = f[12] * f[13], pred[:, 4]
+    # Matrices are laid out (rows, columns) with the longer side as columns, the axis numpy's
+    # broadcast loops run along (box spam: K >> M). scipy solves a tall matrix as its
+    # transpose, so both layouts give the same assignment.
+    transposed = len(p_ids) > len(g_ids)
+    if transposed:
+        r_planes, c_planes = g_planes[:, :, None], f[:8, None, :]
+        r_area, c_area, r_unit, c_unit, r_ids, c_ids = gt.area[:, None], p_area, g_unit, f[8:12].T, g_ids[:, None], p_ids
+    else:
+        r_planes, c_planes = f[:8, :, None], g_planes[:, None, :]
+        r_area, c_area, r_unit, c_unit, r_ids, c_ids = p_area[:, None], gt.area, f[8:12].T, g_unit, p_ids[:, None], g_ids
+    # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], (8, rows, columns); the two
+    # halves summed give [-iw, -ih, ew, eh]: minus the intersection's width and height, and the
+    # enclosing box's.
+    s = np.maximum(r_planes, c_planes)
     s = s[:4] + s[4:]
     np.minimum(s[:2], 0.0, out=s[:2])
     inter, enclosing = s[0::2] * s[1::2]  # (-iw)(-ih) and ew * eh
-    union = (f[12] * f[13])[:, None] + gt.area
+    union = r_area + c_area
     union -= inter
     if not gt.positive:  # else union >= the gt area > 0 and enclosing >= union: no division by zero
         np.maximum(union, _TINY, out=union)
@@ -294,21 +331,20 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     giou += iou
     if cfg.cost_giou != scale:
         giou *= cfg.cost_giou / scale
-    cost = cdist(f[8:12].T, g_unit, "cityblock")
+    cost = cdist(r_unit, c_unit, "cityblock")
     cost -= giou
-    pred_ids = pred[:, 4]
     if cfg.cost_class > 0:
-        cost -= pred_ids[:, None] == g_ids
+        cost -= r_ids == c_ids
     rows, cols = linear_sum_assignment(cost)
     # The counted pairs, read in Python: a handful of values, cheaper than more numpy calls.
     tp, iou_sum, tp_same = 0, [], 0
     threshold = cfg.match_iou
-    pred_ids, g_ids = pred_ids.tolist(), gt.id_list(index)
+    r_list, c_list = (gt.id_list(index), p_ids.tolist()) if transposed else (p_ids.tolist(), gt.id_list(index))
     for value, r, c in zip(iou[rows, cols].tolist(), rows.tolist(), cols.tolist()):
         if value > threshold:
             tp += 1
             iou_sum.append(value)
-            tp_same += pred_ids[r] == g_ids[c]
+            tp_same += r_list[r] == c_list[c]
     return tp, math.fsum(iou_sum), tp_same
 
 
