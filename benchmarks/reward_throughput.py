@@ -368,9 +368,11 @@ def main(argv=None) -> int:
     spam = [{"bbox_2d": [100, 100, 200, 200], "label": "person"}] + [
         {"bbox_2d": _box(rng, 448, 644), "label": "person"} for _ in range(999)
     ]
-    t = time.perf_counter()
-    spam_score = compute_score("coco", json.dumps(spam), gt, {"input_size": [448, 644]})["score"]
-    spam_seconds = time.perf_counter() - t
+    spam_seconds = float("inf")
+    for _ in range(3):  # best of 3: one call is at the mercy of the machine's load
+        t = time.perf_counter()
+        spam_score = compute_score("coco", json.dumps(spam), gt, {"input_size": [448, 644]})["score"]
+        spam_seconds = min(spam_seconds, time.perf_counter() - t)
     single = compute_score("coco", json.dumps(spam[:1]), gt, {"input_size": [448, 644]})["score"]
     print(f"\n1,000-box spam: score {spam_score:.3f} vs one correct box {single:.3f}, in {1e3 * spam_seconds:.1f} ms")
 

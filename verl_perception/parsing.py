@@ -171,7 +171,10 @@ def _fenced_blocks(text: str, limit: int = 16) -> list[str]:
     out = []
     pos = text.find("```")
     while pos >= 0 and len(out) < limit:
-        start = _FENCE_LANG_RE.match(text, pos + 3).end()
+        if text.startswith("json\n", pos + 3):  # the usual fence: no regex needed
+            start = pos + 8
+        else:
+            start = _FENCE_LANG_RE.match(text, pos + 3).end()
         end = text.find("```", start)
         out.append(text[start:] if end < 0 else text[start:end])
         if end < 0:
@@ -429,8 +432,8 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
     """Boxes of an answer with their label ids, read item by item in one pass.
 
     Returns ``(records, n_bad)``: one ``(x1, y1, x2, y2, label_id)`` tuple per item with a valid
-    box, in answer order, with the same coordinates as :func:`boxes_from_answer` (corners ordered,
-    clipped to ``±boxes.MAX_ABS_COORD``); ``label_id`` is ``label_ids[item_label(item)]``, or -1
+    box, in answer order, with the same coordinate values as :func:`boxes_from_answer` (corners
+    ordered, clipped to ``±boxes.MAX_ABS_COORD``; JSON integers stay ints); ``label_id`` is ``label_ids[item_label(item)]``, or -1
     for a label outside ``label_ids`` (or none). ``n_bad`` counts as in
     :func:`boxes_from_answer`. ``parsed`` is what :func:`parse_answer` returned: like the array
     path, the item loop skips its per-value boolean checks when ``parsed.text`` holds no JSON
@@ -454,10 +457,9 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
             if type(box) is not list or (check_bool and any(type(v) is bool for v in box)):
                 raise TypeError
             x1, y1, x2, y2 = box
-            # float() reads numbers and numeric strings as _finite_numbers does; anything
-            # else, and NaN, infinities or out-of-range values (the chained comparisons are
-            # False), take the general path.
-            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
+            # JSON numbers within the bound pass as they are (numpy makes them floats later);
+            # strings (TypeError on comparison), NaN, infinities and out-of-range values (the
+            # chained comparisons are False) take the general path, which reads numeric strings.
             if not (-bound <= x1 <= bound and -bound <= y1 <= bound and -bound <= x2 <= bound and -bound <= y2 <= bound):
                 raise ValueError
         except (TypeError, ValueError, OverflowError):
