@@ -269,12 +269,13 @@ def test_long_answers_take_the_array_path_with_the_same_result(monkeypatch):
         assert len(array_path[0]) == min(cap, 100)
 
 
-def _reference_match(pred, pred_ids, gt, gt_ids, h, w):
+def _reference_match(pred, pred_ids, gt, gt_ids, h, w, cost_l1=5.0, cost_class=1.0, cost_giou=2.0):
     """DETR's cost written out directly, (K, M) layout, then scipy: the matcher's definition."""
     from scipy.optimize import linear_sum_assignment
 
     def cxcywh(b):
-        return np.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1)
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        return np.stack([cx / w, cy / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1)
 
     lt, rb = np.maximum(pred[:, None, :2], gt[None, :, :2]), np.minimum(pred[:, None, 2:], gt[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), -1)
@@ -286,13 +287,24 @@ def _reference_match(pred, pred_ids, gt, gt_ids, h, w):
     giou = iou - (enclosing - union) / enclosing
     l1 = np.abs(cxcywh(pred)[:, None] - cxcywh(gt)[None]).sum(-1)
     same = pred_ids[:, None] == gt_ids[None]
-    rows, cols = linear_sum_assignment(5 * l1 - same - 2 * giou)
+    rows, cols = linear_sum_assignment(cost_l1 * l1 - cost_class * same - cost_giou * giou)
     pairs = [(iou[r, c], same[r, c]) for r, c in zip(rows, cols) if iou[r, c] > 0.5]
     return len(pairs), sum(p[0] for p in pairs), sum(p[1] for p in pairs)
 
 
-@pytest.mark.parametrize("k, m", [(3, 9), (9, 9), (40, 6), (300, 12)])
-def test_matcher_equals_the_direct_detr_cost_in_both_layouts(k, m):
+@pytest.mark.parametrize(
+    "k, m, weights",
+    [
+        (3, 9, {}),
+        (9, 9, {}),
+        (40, 6, {}),
+        (300, 12, {}),
+        (40, 6, {"cost_class": 0.0}),
+        (9, 12, {"cost_class": 3.0, "cost_giou": 0.5, "cost_l1": 1.0}),
+        (30, 7, {"cost_class": -1.0}),
+    ],
+)
+def test_matcher_equals_the_direct_detr_cost_in_both_layouts(k, m, weights):
     # K > M runs with the predictions along the columns; both layouts must be DETR's matcher.
     from verl_perception.rewards.config import DetectionConfig
     from verl_perception.rewards.detection import _canonical, _PreparedGT, _match
@@ -310,9 +322,9 @@ def test_matcher_equals_the_direct_detr_cost_in_both_layouts(k, m):
     prepared = _PreparedGT({"boxes": gt.tolist(), "labels": gt_labels})
     index = {"a": 0, "b": 1, "c": 2}
     records = _canonical([(*b, int(i)) for b, i in zip(pred.tolist(), pred_ids)])
-    tp, iou_sum, tp_same = _match(records, prepared, index, (480.0, 640.0), DetectionConfig())
+    tp, iou_sum, tp_same = _match(records, prepared, index, (480.0, 640.0), DetectionConfig(**weights))
     gt_ids = np.array([index[n] for n in prepared.names])
-    ref = _reference_match(records[:, :4], records[:, 4].astype(int), prepared.boxes, gt_ids, 480.0, 640.0)
+    ref = _reference_match(records[:, :4], records[:, 4].astype(int), prepared.boxes, gt_ids, 480.0, 640.0, **weights)
     assert tp == ref[0] and tp_same == ref[2]
     assert iou_sum == pytest.approx(ref[1], abs=1e-9)
     assert tp > 0

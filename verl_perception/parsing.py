@@ -433,11 +433,11 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
 
     Returns ``(records, n_bad)``: one ``(x1, y1, x2, y2, label_id)`` tuple per item with a valid
     box, in answer order, with the same coordinate values as :func:`boxes_from_answer` (corners
-    ordered, clipped to ``±boxes.MAX_ABS_COORD``; JSON integers stay ints); ``label_id`` is ``label_ids[item_label(item)]``, or -1
-    for a label outside ``label_ids`` (or none). ``n_bad`` counts as in
-    :func:`boxes_from_answer`. ``parsed`` is what :func:`parse_answer` returned: like the array
-    path, the item loop skips its per-value boolean checks when ``parsed.text`` holds no JSON
-    ``true``/``false``.
+    ordered, clipped to ``±boxes.MAX_ABS_COORD``; JSON integers stay ints); ``label_id`` is
+    ``label_ids[item_label(item)]``, or -1 for a label outside ``label_ids`` (or none). ``n_bad``
+    counts as in :func:`boxes_from_answer`. ``parsed`` is what :func:`parse_answer` returned: like
+    the array path, the item loop skips its per-value boolean checks when ``parsed.text`` holds no
+    JSON ``true``/``false``.
 
     For the few boxes of a usual answer, plain Python per item costs less than the dozen numpy
     calls of the array path (each a microsecond or more of fixed overhead).
@@ -460,7 +460,9 @@ def labelled_boxes(parsed: ParsedAnswer, label_ids: dict[str, int]) -> tuple[lis
             # JSON numbers within the bound pass as they are (numpy makes them floats later);
             # strings (TypeError on comparison), NaN, infinities and out-of-range values (the
             # chained comparisons are False) take the general path, which reads numeric strings.
-            if not (-bound <= x1 <= bound and -bound <= y1 <= bound and -bound <= x2 <= bound and -bound <= y2 <= bound):
+            if not (
+                -bound <= x1 <= bound and -bound <= y1 <= bound and -bound <= x2 <= bound and -bound <= y2 <= bound
+            ):
                 raise ValueError
         except (TypeError, ValueError, OverflowError):
             values = item_box(item)

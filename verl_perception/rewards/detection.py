@@ -307,11 +307,11 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     # transpose, so both layouts give the same assignment.
     transposed = len(p_ids) > len(g_ids)
     if transposed:
-        r_planes, c_planes = g_planes[:, :, None], f[:8, None, :]
-        r_area, c_area, r_unit, c_unit, r_ids, c_ids = gt.area[:, None], p_area, g_unit, f[8:12].T, g_ids[:, None], p_ids
+        r_planes, r_area, r_unit, r_ids = g_planes[:, :, None], gt.area[:, None], g_unit, g_ids[:, None]
+        c_planes, c_area, c_unit, c_ids = f[:8, None, :], p_area, f[8:12].T, p_ids
     else:
-        r_planes, c_planes = f[:8, :, None], g_planes[:, None, :]
-        r_area, c_area, r_unit, c_unit, r_ids, c_ids = p_area[:, None], gt.area, f[8:12].T, g_unit, p_ids[:, None], g_ids
+        r_planes, r_area, r_unit, r_ids = f[:8, :, None], p_area[:, None], f[8:12].T, p_ids[:, None]
+        c_planes, c_area, c_unit, c_ids = g_planes[:, None, :], gt.area, g_unit, g_ids
     # Pairwise maxima of [x1, y1, x2, y2, -x2, -y2, -x1, -y1], (8, rows, columns); the two
     # halves summed give [-iw, -ih, ew, eh]: minus the intersection's width and height, and the
     # enclosing box's.
@@ -335,6 +335,8 @@ def _match(pred: np.ndarray, gt: _PreparedGT, index: dict, frame_hw, cfg: Detect
     cost -= giou
     if cfg.cost_class > 0:
         cost -= r_ids == c_ids
+    elif cfg.cost_class < 0:  # not a sensible weight, but scored as configured
+        cost -= cfg.cost_class * (r_ids == c_ids)
     rows, cols = linear_sum_assignment(cost)
     # The counted pairs, read in Python: a handful of values, cheaper than more numpy calls.
     tp, iou_sum, tp_same = 0, [], 0
