@@ -13,9 +13,9 @@ A *baseline* written the way the authors' code does it (per-completion torch ten
 matcher with ``torch.cdist`` / GIoU then scipy on the cost, Python loops over items and pairs)
 scores a subset of the same detection completions in the same run: both sides run back to back on
 chunks of 200 completions (whole images; our ground-truth caches emptied at each chunk), best of
-three per chunk and side, summed, so that load changes on a shared machine hit both alike. Targets (issue 2): >= 5,000
-detection completions/s on one core and >= 10x the baseline; a 1,000-box spam scores below one
-correct box, in well under a second. The script exits non-zero when a target is missed.
+three per chunk and side, summed, so that load changes on a shared machine hit both alike.
+Targets (issue 2): >= 5,000 detection completions/s on one core and >= 10x the baseline; a
+1,000-box spam scores below one correct box, in well under a second. The script exits non-zero when a target is missed.
 """
 
 from __future__ import annotations
@@ -325,23 +325,25 @@ def main(argv=None) -> int:
         """CPU seconds of (baseline, ours) on ``rows``: chunks of whole images, the two run
         back to back on each chunk, best of ``rounds`` per chunk and side, summed. Load changes
         on a shared machine then hit both sides alike instead of skewing one whole run."""
-        best_base = [float("inf")] * len(range(0, len(rows), chunk))
-        best_ours = list(best_base)
+        def run_baseline(part):
+            for _, sol, gt, _ in part:
+                baseline(sol, gt)
+
+        def run_ours(part):
+            clear_caches()
+            for ds, sol, gt, info in part:
+                compute_score(ds, sol, gt, info)
+
+        starts = range(0, len(rows), chunk)
+        best_base, best_ours = [float("inf")] * len(starts), [float("inf")] * len(starts)
         for r in range(rounds):
-            for c, start in enumerate(range(0, len(rows), chunk)):
+            for c, start in enumerate(starts):
                 part = rows[start : start + chunk]
-                for side in ((0, 1) if (r + c) % 2 == 0 else (1, 0)):
-                    if side == 0:
-                        t = _clock()
-                        for _, sol, gt, _ in part:
-                            baseline(sol, gt)
-                        best_base[c] = min(best_base[c], _clock() - t)
-                    else:
-                        clear_caches()
-                        t = _clock()
-                        for ds, sol, gt, info in part:
-                            compute_score(ds, sol, gt, info)
-                        best_ours[c] = min(best_ours[c], _clock() - t)
+                sides = [(run_baseline, best_base), (run_ours, best_ours)]
+                for run, best in sides if (r + c) % 2 == 0 else sides[::-1]:
+                    t = _clock()
+                    run(part)
+                    best[c] = min(best[c], _clock() - t)
         return sum(best_base), sum(best_ours)
 
     chunk = max(args.group, 200 // args.group * args.group)  # whole images per chunk

@@ -41,7 +41,7 @@ def resolve_task(data_source: Any, extra_info: Mapping[str, Any] | None = None) 
     task = None
     if type(extra_info) is dict or isinstance(extra_info, Mapping):
         task = extra_info.get("task")
-        if type(task) is str and task in _TASK_SET:  # already canonical (the usual case): skip the normalisation
+        if type(task) is str and task in _TASK_SET:  # already canonical (the usual case)
             return task
     if task is not None:
         task = str(task).strip().lower()
