@@ -17,7 +17,9 @@ A random model samples vision tokens; a generated ``<|image_pad|>`` breaks any l
 + response with the image (e.g. RL log-prob recompute: "Image features and image tokens do not match"), so
 pass :func:`bad_words_ids` to ``generate``.
 
-Command line: ``python -m verl_perception.tiny_model --out DIR [--min-pixels N --max-pixels N]``.
+``size="small"`` builds a wider, deeper model (:data:`SIZES`) for the learning check, which trains it.
+
+Command line: ``python -m verl_perception.tiny_model --out DIR [--min-pixels N --max-pixels N] [--size S]``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import base64
 import importlib.resources
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 
 from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
@@ -104,6 +107,32 @@ VISION_INTERMEDIATE = 64
 PATCH_SIZE = 14
 MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Widths and depths of a built model (everything else, vocabulary included, is the real model's)."""
+
+    text_hidden: int
+    text_heads: int
+    text_kv_heads: int
+    text_layers: int
+    text_intermediate: int
+    mrope_section: tuple[int, int, int]  # sums to text head_dim / 2
+    vision_hidden: int
+    vision_heads: int
+    vision_depth: int
+    vision_intermediate: int
+
+
+SIZES: dict[str, ModelSize] = {
+    # tests, demo, smoke: the smallest shape on which every code path is the real one (~10M parameters)
+    "tiny": ModelSize(TEXT_HIDDEN, TEXT_HEADS, TEXT_KV_HEADS, TEXT_LAYERS, TEXT_INTERMEDIATE, tuple(MROPE_SECTION),
+                      VISION_HIDDEN, VISION_HEADS, VISION_DEPTH, VISION_INTERMEDIATE),
+    # the learning check (recipes/learning_check.sh): big enough to learn the synthetic-shapes grounding
+    # task, small enough to train in minutes; text head size 64 as in the real model
+    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512),
+}
 VOCAB_MULTIPLE = 128
 
 
@@ -218,10 +247,14 @@ def build_tiny_processor(
     return out_dir
 
 
-def tiny_config(tokenizer):
-    """``Qwen2_5_VLConfig`` of the tiny model, with every special token id the tokenizer defines."""
+def tiny_config(tokenizer, size: str = "tiny"):
+    """``Qwen2_5_VLConfig`` of the tiny model (``size``: a key of :data:`SIZES`), with every special token
+    id the tokenizer defines."""
     from transformers import Qwen2_5_VLConfig
 
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    shape = SIZES[size]
     ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
     vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
     token_ids = dict(
@@ -237,31 +270,31 @@ def tiny_config(tokenizer):
     )
     text_config = dict(
         vocab_size=vocab_size,
-        hidden_size=TEXT_HIDDEN,
-        intermediate_size=TEXT_INTERMEDIATE,
-        num_hidden_layers=TEXT_LAYERS,
-        num_attention_heads=TEXT_HEADS,
-        num_key_value_heads=TEXT_KV_HEADS,
+        hidden_size=shape.text_hidden,
+        intermediate_size=shape.text_intermediate,
+        num_hidden_layers=shape.text_layers,
+        num_attention_heads=shape.text_heads,
+        num_key_value_heads=shape.text_kv_heads,
         max_position_embeddings=32768,
-        max_window_layers=TEXT_LAYERS,
+        max_window_layers=shape.text_layers,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": MROPE_SECTION},
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(shape.mrope_section)},
         tie_word_embeddings=True,
         **token_ids,
         # Generation and the rope index read these from the text config too; without them transformers warns.
         **vision_ids,
     )
     vision_config = dict(
-        depth=VISION_DEPTH,
-        hidden_size=VISION_HIDDEN,
-        intermediate_size=VISION_INTERMEDIATE,
-        num_heads=VISION_HEADS,
-        out_hidden_size=TEXT_HIDDEN,
+        depth=shape.vision_depth,
+        hidden_size=shape.vision_hidden,
+        intermediate_size=shape.vision_intermediate,
+        num_heads=shape.vision_heads,
+        out_hidden_size=shape.text_hidden,
         patch_size=PATCH_SIZE,
         spatial_merge_size=MERGE_SIZE,
         temporal_patch_size=TEMPORAL_PATCH_SIZE,
         window_size=112,
-        fullatt_block_indexes=[VISION_DEPTH - 1],
+        fullatt_block_indexes=[shape.vision_depth - 1],
         tokens_per_second=2,
     )
     return Qwen2_5_VLConfig(
@@ -279,10 +312,12 @@ def build_tiny_qwen2_5_vl(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     seed: int = 0,
     dtype: str = "bfloat16",
+    size: str = "tiny",
 ) -> str:
     """Write a random-init tiny Qwen2.5-VL (config, safetensors weights, generation config, tokenizer,
     processor) to ``out_dir``; return the path. Same ``seed`` -> same weights. ``dtype`` is the stored
-    weight type (bfloat16, as the real checkpoints; float32 for exact CPU arithmetic)."""
+    weight type (bfloat16, as the real checkpoints; float32 for exact CPU arithmetic); ``size`` a key of
+    :data:`SIZES`."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -291,7 +326,7 @@ def build_tiny_qwen2_5_vl(
     out_dir = os.fspath(out_dir)
     processor = make_tiny_processor(min_pixels, max_pixels)
     tokenizer = processor.tokenizer
-    config = tiny_config(tokenizer)
+    config = tiny_config(tokenizer, size)
     # Seed a private RNG stream: building a model must not disturb the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -328,12 +363,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model shape (default tiny)")
     parser.add_argument("--processor-only", action="store_true", help="write only tokenizer + processor")
     args = parser.parse_args(argv)
     if args.processor_only:
         path = build_tiny_processor(args.out, args.min_pixels, args.max_pixels)
     else:
-        path = build_tiny_qwen2_5_vl(args.out, args.min_pixels, args.max_pixels, args.seed, args.dtype)
+        path = build_tiny_qwen2_5_vl(args.out, args.min_pixels, args.max_pixels, args.seed, args.dtype, args.size)
     print(path)
 
 
