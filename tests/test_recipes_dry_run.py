@@ -44,6 +44,9 @@ def dry_runs(sample_data, tmp_path_factory, tiny_model_dir) -> dict[str, subproc
         # all stages; stage 1's merged model already exists (the stand-in), so stage 2 trains from it
         "coco_detection": (["coco_detection.sh"], _env(tmp, CKPT_ROOT=staged_root, **data)),
         "smoke": (["smoke.sh"], _env(tmp, SMOKE_DIR=tmp / "smoke")),
+        # generated data, a few rows; the warm-started model is pending (built by the recipe's first phase)
+        "learning_check": (["learning_check.sh"], _env(tmp, LC_DIR=tmp / "lc", TRAIN_ROWS=16, VAL_ROWS=8,
+                                                       DATA_WORKERS=1)),
         "wrong_key": (["pixmo_counting.sh", "actor_rollout_ref.actor.no_such_key=1"], _env(tmp, **data)),
     }
     results: dict[str, subprocess.CompletedProcess] = {}
@@ -89,12 +92,12 @@ def _configs(run: subprocess.CompletedProcess) -> list[dict]:
 SINGLE = ["refcoco_grounding", "pixmo_counting", "pageocr"]
 
 
-@pytest.mark.parametrize("name", SINGLE + ["coco_detection", "smoke"])
+@pytest.mark.parametrize("name", SINGLE + ["coco_detection", "smoke", "learning_check"])
 def test_recipe_dry_run_passes_preflight(dry_runs, name):
     _ok(dry_runs[name])
 
 
-@pytest.mark.parametrize("name", SINGLE + ["coco_detection", "smoke"])
+@pytest.mark.parametrize("name", SINGLE + ["coco_detection", "smoke", "learning_check"])
 def test_recipe_is_grpo_vllm_fsdp_with_perception_pieces(dry_runs, name, sample_data):
     for cfg in _configs(dry_runs[name]):
         arr = cfg["actor_rollout_ref"]
@@ -209,6 +212,23 @@ def test_smoke_builds_tiny_model_and_sample_offline(dry_runs):
     assert (model / "config.json").is_file() and (model / "processor_config.json").is_file()
     assert len(cfg["data"]["train_files"]) == 4  # all four tasks
     assert "counted with the model's tokenizer" in run.stderr
+
+
+def test_learning_check_trains_the_warm_start_on_the_generated_task(dry_runs, tmp_path_factory):
+    run = dry_runs["learning_check"]
+    assert "warm start pending (dry run)" in run.stderr and "--target-miou" in run.stderr
+    (cfg,) = _configs(run)
+    arr, trainer = cfg["actor_rollout_ref"], cfg["trainer"]
+    assert arr["model"]["path"].endswith("lc/warm_start")
+    assert [Path(f).parent.name for f in cfg["data"]["train_files"] + cfg["data"]["val_files"]] == [
+        "synthetic_shapes", "synthetic_shapes"]  # fmt: skip
+    # no flash-attn on the GPU host: padded batches, PyTorch's sdpa attention
+    assert arr["model"]["use_remove_padding"] is False
+    assert arr["model"]["override_config"]["attn_implementation"] == "sdpa"
+    assert trainer["n_gpus_per_node"] == 1 and trainer["val_before_train"] is True
+    assert trainer["total_training_steps"] == 40 and trainer["test_freq"] == 10
+    assert "file" in trainer["logger"] and cfg["data"]["seed"] == 1
+    _verl_objects(cfg)  # verl's own dataclasses accept it
 
 
 def test_wrong_hydra_key_fails(dry_runs):

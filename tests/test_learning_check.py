@@ -1,0 +1,117 @@
+"""The learning check's verdict on synthetic verl metric logs: pass, fail, unreadable; console and file logs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from verl_perception import learning_check as lc
+
+DS = "synthetic_shapes"
+
+
+def _val(reward, acc, iou=0.3, fmt=1.0):
+    return {
+        f"val-core/{DS}/reward/mean@1": reward,
+        f"val-aux/{DS}/hit50/mean@1": acc,
+        f"val-aux/{DS}/iou/mean@1": iou,
+        f"val-aux/{DS}/format/mean@1": fmt,
+    }
+
+
+def _write_jsonl(run, records):
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / lc.METRICS_FILE, "w") as f:
+        for step, data in records:
+            f.write(json.dumps({"step": step, "data": data}) + "\n")
+
+
+def _history(before, after, steps=20):
+    recs = [(0, _val(*before))]
+    for s in range(1, steps + 1):
+        recs.append((s, {lc.TRAIN_REWARD: 1.0 + s / 100, "actor/pg_loss": -0.1, "timing_s/step": 3.0}))
+    recs.append((10, _val((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)))
+    recs.append((steps, _val(*after)))
+    return recs
+
+
+def test_a_clear_rise_passes_and_writes_plot_and_summary(tmp_path, capsys):
+    run = tmp_path / "run"
+    _write_jsonl(run, _history(before=(1.10, 0.20), after=(1.30, 0.32)))
+    assert lc.main(["--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "LEARNING CHECK PASSED" in out and "PROVISIONAL" in out
+    assert "reward    1.1000 ->  1.3000   gain +0.2000" in out
+    png = run / lc.PLOT_FILE
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    summary = json.loads((run / lc.SUMMARY_FILE).read_text())
+    assert summary["passed"] and summary["before"]["step"] == 0 and summary["after"]["step"] == 20
+    assert [p["step"] for p in summary["validation_curve"]] == [0, 10, 20]
+    assert summary["gains"]["acc@0.5"] == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        ((1.10, 0.20), (1.10, 0.20), "reward rose by +0.0000"),  # nothing learnt
+        ((1.10, 0.20), (0.90, 0.10), "reward rose by -0.2000"),  # got worse (e.g. a sign error)
+        ((1.10, 0.20), (1.30, 0.21), "acc@0.5 rose by +0.0100"),  # reward up, boxes not better
+        ((1.10, 0.20), (1.13, 0.40), "reward rose by +0.0300"),  # below the reward margin
+    ],
+)
+def test_no_rise_or_a_rise_below_the_margin_fails(tmp_path, capsys, before, after, why):
+    run = tmp_path / "run"
+    _write_jsonl(run, _history(before, after))
+    assert lc.main(["--run-dir", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "LEARNING CHECK FAILED" in out and why in out
+    assert not json.loads((run / lc.SUMMARY_FILE).read_text())["passed"]
+
+
+def test_margins_are_parameters(tmp_path, capsys):
+    run = tmp_path / "run"
+    _write_jsonl(run, _history(before=(1.10, 0.20), after=(1.30, 0.32)))
+    assert lc.main(["--run-dir", str(run), "--min-reward-gain", "0.25"]) == 1
+    out = capsys.readouterr().out
+    assert "reward rose by +0.2000 < 0.2500" in out and "PROVISIONAL" not in out
+    assert lc.main(["--run-dir", str(run), "--min-reward-gain", "0.1", "--min-acc-gain", "0.1"]) == 0
+
+
+RAY_CONSOLE = """\
+(TaskRunner pid=4242) Creating file logger at /x/metrics.jsonl
+(TaskRunner pid=4242) step:0 - val-core/synthetic_shapes/reward/mean@1:np.float64(0.8125) - val-aux/synthetic_shapes/hit50/mean@1:np.float64(0.25) - val-aux/synthetic_shapes/iou/mean@1:0.31 - val-aux/synthetic_shapes/format/mean@1:1.0
+(TaskRunner pid=4242) step:1 - critic/score/mean:0.9 - actor/lr:1e-05 - training/epoch:0
+Training Progress:  50%|#####     | 1/2 [00:03<00:03]
+(TaskRunner pid=4242) \x1b[36mstep:2 - critic/score/mean:np.float32(1.05) - val-core/synthetic_shapes/reward/mean@1:1.0625 - val-aux/synthetic_shapes/hit50/mean@1:0.375\x1b[0m
+"""
+
+
+def test_console_log_with_ray_prefixes_and_numpy_reprs(tmp_path, capsys):
+    history = lc.read_console(RAY_CONSOLE.splitlines())
+    assert history[0][f"val-core/{DS}/reward/mean@1"] == 0.8125
+    assert history[1] == {"critic/score/mean": 0.9, "actor/lr": 1e-05, "training/epoch": 0.0}
+    assert history[2]["critic/score/mean"] == pytest.approx(1.05)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / lc.CONSOLE_FILE).write_text(RAY_CONSOLE)
+    assert lc.main(["--run-dir", str(run)]) == 0  # no metrics.jsonl: the console log is read
+    assert "acc@0.5   0.2500 ->  0.3750" in capsys.readouterr().out
+
+
+def test_unreadable_runs_exit_2_with_the_reason(tmp_path, capsys):
+    assert lc.main(["--run-dir", str(tmp_path / "missing")]) == 2
+    assert "metrics.jsonl (missing)" in capsys.readouterr().err
+    run = tmp_path / "only_before"
+    _write_jsonl(run, [(0, _val(1.0, 0.2)), (1, {lc.TRAIN_REWARD: 1.0})])
+    assert lc.main(["--run-dir", str(run)]) == 2
+    assert "found 1" in capsys.readouterr().err
+    other = tmp_path / "other_source"
+    _write_jsonl(other, [(0, {"val-core/refcoco/reward/mean@1": 1.0}), (5, {"val-core/refcoco/reward/mean@1": 1.5})])
+    assert lc.main(["--run-dir", str(other)]) == 2
+    assert "val-core/refcoco/reward/mean@1" in capsys.readouterr().err  # says what it did find
+
+
+def test_a_line_cut_by_a_killed_run_is_skipped():
+    lines = [json.dumps({"step": 0, "data": _val(1.0, 0.2)}), '{"step": 3, "data": {"val-co']
+    assert lc.read_metrics_jsonl(lines) == {0: _val(1.0, 0.2)}
