@@ -130,7 +130,7 @@ def answer_loss(model, batch: Mapping[str, Any]):
 
 # ----------------------------------------------------------------------------- evaluation
 def greedy_answers(model, processor, rows: Sequence[Mapping[str, Any]], max_new_tokens: int = 48,
-                   batch_size: int = 16) -> list[str]:  # fmt: skip
+                   batch_size: int = 64) -> list[str]:  # fmt: skip
     """Greedy answers of ``model`` to ``rows`` (left-padded batches, the vision tokens forbidden)."""
     import torch
 
@@ -304,7 +304,7 @@ def train(
         save_strategy="no",
         report_to=[],
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=4 if on_gpu else 0,  # the processor runs in the collator: keep a GPU fed
         bf16=bool(bf16),
         seed=seed,
         disable_tqdm=True,
