@@ -71,7 +71,6 @@ def test_a_few_steps_lower_the_loss_and_save_a_model_that_reloads_and_answers(sh
 
     model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(out)
-    assert model.config._attn_implementation == "sdpa"
     rows = read_parquet_rows(shapes / "val.parquet")
     answers = ws.greedy_answers(model, processor, rows, max_new_tokens=8)
     assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)

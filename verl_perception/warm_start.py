@@ -249,9 +249,6 @@ def train(
     on_gpu = torch.cuda.is_available()
     if bf16 is None:
         bf16 = on_gpu
-    if on_gpu:
-        # no flash-attn on the check's GPU host: PyTorch's fused attention
-        model.config._attn_implementation = "sdpa"
 
     summary: dict[str, Any] = {
         "train_file": os.path.abspath(train_file), "val_file": os.path.abspath(val_file), "init": init_path,
@@ -325,9 +322,7 @@ def train(
 
 
 def save(model, processor, out_dir: str) -> None:
-    """Write the model (float32 safetensors, sdpa attention recorded for verl and vLLM), tokenizer and
-    processor as one Hugging Face directory."""
-    model.config._attn_implementation = "sdpa"
+    """Write the model (float32 safetensors), tokenizer and processor as one Hugging Face directory."""
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
 
