@@ -76,6 +76,7 @@ WARM_ARGS=(
     --eval-every "${WARM_EVAL_EVERY:-50}"
     --eval-rows 128
     --target-miou "${WARM_TARGET_MIOU:-0.3}"
+    --max-minutes "${WARM_MAX_MINUTES:-7}"               # then evaluate and save: one 10-minute GPU call in all
     --seed "$DATA_SEED"
 )
 if [[ ! -f "$WARM_DIR/warm_start.json" && "$PHASE" != check ]]; then

@@ -54,6 +54,22 @@ def test_batch_trains_only_the_answer_after_the_chat_prompt(shapes, tiny_model_d
     assert batch["image_grid_thw"].tolist() == [[1, 12, 18]] * len(rows)
 
 
+def test_batch_of_images_of_different_sizes(tmp_path, tiny_model_dir):
+    from transformers import AutoProcessor
+
+    ss.convert(tmp_path, "val", 4, seed=2, sizes=((300, 400), (200, 200)), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    rows = read_parquet_rows(tmp_path / "val.parquet")
+    assert len({tuple(r["extra_info"]["input_size"]) for r in rows}) == 2
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    batch = ws.Collator(processor)(rows)
+    pad = processor.tokenizer.pad_token_id
+    for i, row in enumerate(rows):
+        labels = batch["labels"][i]
+        assert processor.tokenizer.decode(labels[labels != ws.IGNORE_INDEX]) == ws.reference_answer(row) + "<|im_end|>"
+        ids = batch["input_ids"][i][batch["attention_mask"][i].bool()]
+        assert pad not in ids.tolist()  # padding only after the answer, never inside the prompt
+
+
 def test_a_few_steps_lower_the_loss_and_save_a_model_that_reloads_and_answers(shapes, tiny_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -76,3 +92,13 @@ def test_a_few_steps_lower_the_loss_and_save_a_model_that_reloads_and_answers(sh
     assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)
     # the reloaded model is the trained one: same greedy answers as the in-memory evaluation's first
     assert answers[0] == ws.greedy_answers(model, processor, rows[:1], max_new_tokens=8)[0]
+
+
+def test_a_time_budget_stops_training_and_still_saves(shapes, tiny_model_dir, tmp_path):
+    summary = ws.main([
+        "--train", str(shapes / "train.parquet"), "--val", str(shapes / "val.parquet"), "--out", str(tmp_path),
+        "--model", tiny_model_dir, "--max-steps", "50", "--batch-size", "2", "--max-minutes", "0",
+        "--eval-every", "0", "--eval-rows", "1", "--threads", "1",
+    ])  # fmt: skip
+    assert summary["steps"] == 1 and summary["final"]["step"] == 1
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / ws.SUMMARY_FILE).is_file()

@@ -25,7 +25,8 @@ Evaluation (``--eval-every``): greedy answers on the first ``--eval-rows`` valid
 :func:`verl_perception.rewards.compute_score` (format rate, reward, IoU in the input frame) and
 :func:`verl_perception.metrics.grounding.evaluate` (Acc@0.5, mean IoU in the original frame, the
 benchmark's protocol). With ``--target-miou`` training stops at the first evaluation whose mean IoU
-reaches it, so the checkpoint lands in the window GRPO needs.
+reaches it, so the checkpoint lands in the window GRPO needs; ``--max-minutes`` stops it on a wall-clock
+budget (a GPU call of limited length), after which it is evaluated and saved as usual.
 
     python -m verl_perception.warm_start --train train.parquet --val val.parquet --out DIR \
         [--size small] [--max-steps 600] [--batch-size 16] [--lr 1e-3] [--eval-every 50] [--target-miou 0.3]
@@ -40,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,9 +87,10 @@ class Collator:
         answers = [reference_answer(r) + self.end for r in rows]
         images = [model_image(r) for r in rows]
         # The images already have their input-frame size (multiples of 28): no second resize.
-        enc = self.processor(text=prompts, images=images, return_tensors="pt", padding=False, do_resize=False)
+        # padded only to stack prompts of different lengths (image sizes, names); the pads are dropped below
+        enc = self.processor(text=prompts, images=images, return_tensors="pt", padding=True, do_resize=False)
         ans_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
-        prompt_ids = [list(map(int, ids)) for ids in enc["input_ids"]]
+        prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
         seqs = [p + a for p, a in zip(prompt_ids, ans_ids)]
         n = max(map(len, seqs))
         input_ids = torch.full((len(seqs), n), tok.pad_token_id, dtype=torch.long)
@@ -193,20 +196,23 @@ def score_answers(rows: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> 
 # ----------------------------------------------------------------------------- training
 def _model_and_processor(model_path: str | None, size: str, out_dir: str, rows: Sequence[Mapping[str, Any]],
                          seed: int):  # fmt: skip
-    """Load ``model_path``, or build a fresh random model of ``size`` with the data's pixel bounds."""
+    """Load ``model_path``, or build a fresh random model of ``size`` with the data's pixel bounds.
+    Returns ``(model, processor, where it came from)``."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from verl_perception.tiny_model import build_tiny_qwen2_5_vl
 
-    if not model_path:
-        info = rows[0].get("extra_info") or {}
-        model_path = os.path.join(out_dir, "init")
-        build_tiny_qwen2_5_vl(model_path, int(info["min_pixels"]), int(info["max_pixels"]), seed=seed,
-                              dtype="float32", size=size)  # fmt: skip
-    processor = AutoProcessor.from_pretrained(model_path)
-    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch.float32)
-    return model, processor, model_path
+    if model_path:
+        return (AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch.float32),
+                AutoProcessor.from_pretrained(model_path), model_path)  # fmt: skip
+    info = rows[0].get("extra_info") or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny_qwen2_5_vl(tmp, int(info["min_pixels"]), int(info["max_pixels"]), seed=seed, dtype="float32",
+                              size=size)  # fmt: skip
+        model = AutoModelForImageTextToText.from_pretrained(tmp, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(tmp)
+    return model, processor, f"fresh tiny_model size={size!r} seed={seed}"
 
 
 def train(
@@ -224,6 +230,7 @@ def train(
     eval_every: int = 50,
     eval_rows: int = 64,
     target_miou: float | None = None,
+    max_minutes: float | None = None,
     max_train_rows: int | None = None,
     seed: int = 0,
     threads: int | None = None,
@@ -254,7 +261,7 @@ def train(
         "train_file": os.path.abspath(train_file), "val_file": os.path.abspath(val_file), "init": init_path,
         "size": size if not model_path else None, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "warmup_steps": warmup_steps, "eval_every": eval_every, "eval_rows": len(val_rows),
-        "target_miou": target_miou, "seed": seed, "device": "cuda" if on_gpu else "cpu",
+        "target_miou": target_miou, "max_minutes": max_minutes, "seed": seed, "device": "cuda" if on_gpu else "cpu",
         "losses": [], "evals": [],
     }  # fmt: skip
     t0 = time.perf_counter()
@@ -276,6 +283,10 @@ def train(
                       f"({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
 
         def on_step_end(self, args, state, control, **kw):
+            if max_minutes is not None and time.perf_counter() - t0 > 60 * max_minutes:
+                print(f"[warm_start] {max_minutes} minutes spent: stopping at step {state.global_step}", flush=True)
+                control.should_training_stop = True
+                return control
             if eval_every and state.global_step % eval_every == 0 and state.global_step < args.max_steps:
                 m = evaluate(state.global_step)
                 if target_miou is not None and m["miou"] >= target_miou:
@@ -342,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-rows", type=int, default=64)
     p.add_argument("--target-miou", type=float, default=None,
                    help="stop at the first evaluation whose mean IoU (original frame) reaches this")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this many minutes (then evaluate and save): fits a time-limited call")
     p.add_argument("--max-train-rows", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -356,7 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = train(
         args.train, args.val, args.out, model_path=args.model, size=args.size, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
-        eval_rows=args.eval_rows, target_miou=args.target_miou, max_train_rows=args.max_train_rows, seed=args.seed,
+        eval_rows=args.eval_rows, target_miou=args.target_miou, max_minutes=args.max_minutes,
+        max_train_rows=args.max_train_rows, seed=args.seed,
         threads=args.threads, log_every=args.log_every,
     )  # fmt: skip
     final = summary["final"]
