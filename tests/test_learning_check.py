@@ -115,3 +115,40 @@ def test_unreadable_runs_exit_2_with_the_reason(tmp_path, capsys):
 def test_a_line_cut_by_a_killed_run_is_skipped():
     lines = [json.dumps({"step": 0, "data": _val(1.0, 0.2)}), '{"step": 3, "data": {"val-co']
     assert lc.read_metrics_jsonl(lines) == {0: _val(1.0, 0.2)}
+
+
+def test_the_names_read_are_the_ones_verl_logs_for_our_reward(tmp_path):
+    """Validation metrics made by verl's own code (RayPPOTrainer._val_metrics_update over the reward
+    manager's per-sample infos) for a generated synthetic_shapes split, answered badly then perfectly."""
+    import numpy as np
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from verl_perception.metrics.rows import read_parquet_rows
+    from verl_perception.preprocess import synthetic_shapes as ss
+    from verl_perception.reward_manager import PerceptionRewardManager
+    from verl_perception.rewards import compute_score
+
+    ss.convert(tmp_path, "val", 4, min_pixels=3136, max_pixels=64 * 28 * 28)
+    rows = read_parquet_rows(tmp_path / "val.parquet")
+
+    def val_metrics(answer) -> dict:
+        infos: dict[str, list] = {"reward": []}
+        for r in rows:
+            res = compute_score(r["data_source"], answer(r), r["reward_model"]["ground_truth"], r["extra_info"])
+            # what the manager hands verl: the fixed key set, None where a key does not apply
+            info = PerceptionRewardManager._normalise(None, res, "grounding", strict_keys=True)
+            infos["reward"].append(info["score"])
+            for k, v in info.items():
+                infos.setdefault(k, []).append(v)
+        sources = np.array([r["data_source"] for r in rows], dtype=object)
+        return RayPPOTrainer._val_metrics_update(None, sources, [str(i) for i in range(len(rows))], infos, [])
+
+    def perfect(r):
+        box = json.loads(r["reward_model"]["ground_truth"])["bbox"]
+        return json.dumps({"bbox_2d": box, "label": r["extra_info"]["expression"]})
+
+    history = {0: val_metrics(lambda r: '{"bbox_2d": [0, 0, 5, 5], "label": "x"}'), 40: val_metrics(perfect)}
+    verdict = lc.judge(history, DS)
+    assert verdict.passed
+    assert verdict.after["reward"] == pytest.approx(2.0) and verdict.after["acc@0.5"] == 1.0
+    assert verdict.before["acc@0.5"] == 0.0 and verdict.before["format"] == 1.0 and verdict.after["iou"] == 1.0
