@@ -46,7 +46,7 @@ TRAIN_REWARD = "critic/score/mean"
 # rows answered greedily; at Acc@0.5 ~ 0.3 its binomial standard error is sqrt(0.3 * 0.7 / 256) = 0.029
 # and the reward's (per-row standard deviation ~0.5 on 0..2) ~0.03. Before and after are scored on the
 # same rows, so row sampling cancels in part; what remains is run-to-run noise (rollout sampling, data
-# order), which the seeds measure. A margin of about 2 standard errors is the placeholder.
+# order), which the seeds measure. Margins of the order of one standard error are the placeholder.
 PROVISIONAL_MARGINS = {"reward": 0.05, "acc@0.5": 0.03}
 
 
