@@ -63,16 +63,19 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def task_metrics(data_sources: Sequence[Any], infos: Sequence[Mapping[str, Any] | None]) -> dict[str, float]:
+def task_metrics(
+    data_sources: Sequence[Any], infos: Sequence[Mapping[str, Any] | None], prefix: str = PREFIX
+) -> dict[str, float]:
     """Step metrics per data source from the rollouts' ``reward_extra_info``.
 
     Args:
         data_sources: ``[N]`` data source of each rollout.
         infos: ``[N]`` each rollout's ``reward_extra_info`` (our manager's keys; ``None`` or ``{}``
             when the rollout has none, which then counts only towards ``share``).
+        prefix: the metrics' first level.
 
     Returns:
-        ``{"perception/<data_source>/<name>": value}``; a component is the mean over the rollouts
+        ``{"<prefix>/<data_source>/<name>": value}``; a component is the mean over the rollouts
         that report it (``None``, i.e. not applicable, is left out), so a data source whose rows
         all lack a component logs no value for it instead of a misleading 0.
     """
@@ -85,8 +88,8 @@ def task_metrics(data_sources: Sequence[Any], infos: Sequence[Mapping[str, Any] 
     total = len(infos)
     metrics: dict[str, float] = {}
     for source, rows in groups.items():
-        prefix = f"{PREFIX}/{source}"
-        metrics[f"{prefix}/share"] = len(rows) / total
+        head = f"{prefix}/{source}"
+        metrics[f"{head}/share"] = len(rows) / total
         scored = [row for row in rows if "score" in row]
         if not scored:
             continue
@@ -97,8 +100,9 @@ def task_metrics(data_sources: Sequence[Any], infos: Sequence[Mapping[str, Any] 
         for name in names:
             values = [v for v in (_number(row.get(name)) for row in scored) if v is not None]
             if values:
-                metrics[f"{prefix}/{name}"] = sum(values) / len(values)
-        metrics[f"{prefix}/unscored"] = sum(1 for row in scored if row.get("reason")) / len(scored)
+                metrics[f"{head}/{name}"] = sum(values) / len(values)
+        if any("reason" in row for row in scored):  # rows from another source may not say
+            metrics[f"{head}/unscored"] = sum(1 for row in scored if row.get("reason")) / len(scored)
     return metrics
 
 
