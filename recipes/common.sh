@@ -239,6 +239,10 @@ perception_grpo_args() {
         +data.mm_processor_kwargs.max_pixels="$MAX_PIXELS"
         # reward
         reward.reward_manager.name=perception                # this package's reward manager (verl.plugins entry point)
+        # per-task reward metrics (perception/<data_source>/score, format, iou, f1, ...) every step:
+        # verl's replay buffer plus the metrics; with trainer.v1.trainer_mode=*_async use PerceptionReplayBufferAsync
+        trainer.v1.sampler.custom_sampler.path=pkg://verl_perception.replay_buffer
+        trainer.v1.sampler.custom_sampler.name=PerceptionReplayBuffer
         # trainer
         trainer.total_epochs=1                               # [PR1] --num_train_epochs 1
         trainer.save_freq=100                                # [PR1] --save_steps 100 (verl also saves the last step)

@@ -1,4 +1,4 @@
-"""``verl-perception``: the console script (demo, generate, evaluate)."""
+"""``verl-perception``: the console script (demo, generate, evaluate, curves)."""
 
 from __future__ import annotations
 
@@ -21,18 +21,21 @@ def missing_modules(command: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from verl_perception import demo, evaluate, generate
+    from verl_perception import curves, demo, evaluate, generate
 
-    p = argparse.ArgumentParser(prog="verl-perception", description="Perception-R1 for verl: demo, generate, evaluate")
+    p = argparse.ArgumentParser(
+        prog="verl-perception", description="Perception-R1 for verl: demo, generate, evaluate, curves"
+    )
     sub = p.add_subparsers(dest="command", required=True)
     demo.build_parser(sub.add_parser("demo", help="the whole pipeline on the bundled samples, on CPU"))
     generate.build_parser(sub.add_parser("generate", help="answer a parquet with a model -> responses.jsonl"))
     evaluate.build_parser(sub.add_parser("evaluate", help="benchmark metrics + report from responses.jsonl"))
+    curves.build_parser(sub.add_parser("curves", help="training curves per task from a run's logs or rollout dumps"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from verl_perception import demo, evaluate, generate
+    from verl_perception import curves, demo, evaluate, generate
 
     args = build_parser().parse_args(argv)
     missing = missing_modules(args.command)
@@ -42,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    runner = {"demo": demo.run, "generate": generate.run, "evaluate": evaluate.run}[args.command]
+    runner = {"demo": demo.run, "generate": generate.run, "evaluate": evaluate.run, "curves": curves.run}[
+        args.command
+    ]
     return runner(args)
 
 
