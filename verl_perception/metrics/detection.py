@@ -185,7 +185,7 @@ def detections_for_row(row: EvalRow, name_to_id: Mapping[str, int]) -> tuple[lis
         scores.append(score if math.isfinite(score) else DEFAULT_SCORE)
     if not boxes:
         return [], stats
-    xyxy = clip_to_image(order_corners(row.to_original(np.asarray(boxes))), row.orig_size)
+    xyxy = clip_to_image(order_corners(row.answer_to_original(np.asarray(boxes))), row.orig_size)
     xywh = xyxy_to_xywh(xyxy)
     dets = [
         {"image_id": iid, "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
