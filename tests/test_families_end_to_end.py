@@ -132,3 +132,20 @@ def test_parquet_of_the_other_family_is_refused_or_rescaled(sample_data, tiny_pr
         ref = reference_answer("grounding", json.loads(gt), info)
         assert compute_score(row["data_source"], ref, gt, info)["score"] == pytest.approx(2.0)
     assert ds.frame_stats["rescaled"] >= 1
+
+
+def test_demo_runs_with_the_tiny_qwen3(tmp_path, capsys):
+    """``verl-perception demo --model-family qwen3_vl``: tiny Qwen3-VL, parquet for it, perfect references."""
+    from verl_perception import cli
+
+    out = tmp_path / "demo"
+    rc = cli.main(["demo", "--model-family", "qwen3_vl", "--out", str(out), "--tasks", "refcoco", "pixmo_count",
+                   "--limit", "2", "--max-new-tokens", "4", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    assert json.loads((out / "tiny_model" / "config.json").read_text())["model_type"] == "qwen3_vl"
+    summary = json.loads((out / "summary.json").read_text())
+    for task in ("refcoco", "pixmo_count"):
+        assert summary[task]["reference_reward"]["mean_score"] == pytest.approx(MAX_REWARD[task], abs=1e-9)
+        key, best = HEADLINE[task]
+        assert summary[task]["reference_metrics"][key] == pytest.approx(best, abs=1e-9)
+    assert "tiny random Qwen3-VL" in (out / "report.md").read_text()

@@ -2,8 +2,9 @@
 
 Protocol: every answer item with a valid ``bbox_2d`` and a label is one detection (items are
 read by the shared parser's :func:`~verl_perception.parsing.item_box` /
-:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are mapped from the input
-frame back to the original image exactly (:func:`verl_perception.frame.to_original`), clipped
+:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are read in the row's
+answer convention and mapped back to the original image exactly (``EvalRow.answer_to_original``:
+the model family's convention -> input frame -> original, :mod:`verl_perception.frame`), clipped
 to the image, converted to COCO ``[x, y, w, h]`` and given the category id whose name equals the
 label. **Confidence:** a generative model gives no scores, so each box gets score 1.0 (the
 authors' choice) unless the item carries a finite numeric ``"score"``; with equal scores COCOeval
