@@ -80,11 +80,6 @@ class FrameSpec:
         """The ViT patch side (qwen-vl-utils' ``image_patch_size``, the processor's ``patch_size``)."""
         return self.factor // MERGE_SIZE
 
-    @property
-    def tokens_per_pixel(self) -> float:
-        """Image tokens per input-frame pixel (``1 / factor**2``)."""
-        return 1.0 / self.factor**2
-
     def input_size(
         self, height: int, width: int, min_pixels: int | None = None, max_pixels: int | None = None
     ) -> tuple[int, int]:
@@ -131,9 +126,6 @@ class FrameSpec:
         if self.coords == "absolute":
             return xy
         return rescale(xy, input_size_hw, (RELATIVE_SCALE, RELATIVE_SCALE))
-
-    # kept for callers of the first version of this module
-    model_to_input = answer_to_input
 
 
 QWEN2_5_VL = FrameSpec(
