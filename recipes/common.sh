@@ -2,7 +2,10 @@
 # Shared pieces of the Perception-R1 GRPO recipes; every recipe sources this file.
 #
 # Environment (all optional):
-#   MODEL_PATH       policy to train            (default Qwen/Qwen2.5-VL-3B-Instruct)
+#   MODEL_PATH       policy to train            (default Qwen/Qwen2.5-VL-3B-Instruct; Qwen3-VL works too,
+#                    e.g. Qwen/Qwen3-VL-4B-Instruct, with parquet preprocessed --model-family qwen3_vl)
+#   MODEL_FAMILY     qwen2_5_vl or qwen3_vl: resize factor, pixel bounds and coordinate convention
+#                    (default: read from MODEL_PATH's config.json, or its hub name)
 #   DATA_DIR         parquet root: $DATA_DIR/<name>/{train,val}.parquet, <name> in coco, refcoco,
 #                    refcoco+, refcocog, pixmo_count, pageocr   (default $HOME/data/verl_perception)
 #   N_GPUS_PER_NODE  GPUs per node               (default: the CUDA devices visible here; 8, the paper's
@@ -13,7 +16,8 @@
 #   LOGGER           comma list of console, wandb, tensorboard (default console)
 #   CKPT_ROOT        checkpoint root             (default checkpoints; verl writes
 #                    $CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME/global_step_N/actor)
-#   MIN_PIXELS / MAX_PIXELS  processor pixel bounds (default verl_perception.frame.DEFAULT_MIN/MAX_PIXELS);
+#   MIN_PIXELS / MAX_PIXELS  processor pixel bounds (default: the family's in verl_perception/frame.py,
+#                    qwen2_5_vl 3136..1003520, qwen3_vl 65536..1310720: at most 1280 image tokens either way);
 #                    must equal the bounds the parquet was preprocessed with (preflight checks it)
 #   DRY_RUN=1        print the composed config (main_ppo --cfg job), run the preflight checks, exit
 #   DRY_RUN=args     print the Hydra overrides, NUL-separated, and exit (for scripts and tests)
@@ -22,7 +26,7 @@
 #   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (with verl's padding
 #                    removal), sdpa (padded batches) or auto (default: flash_attention_2 when flash-attn
 #                    is installed, else sdpa, said loudly)
-#   TINY=1           any recipe on 1 GPU in minutes: a tiny random Qwen2.5-VL built offline, the bundled
+#   TINY=1           any recipe on 1 GPU in minutes: a tiny random model of MODEL_FAMILY built offline, the bundled
 #                    sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
 #                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
 #                    not the paper.
@@ -52,12 +56,30 @@ case "$DRY_RUN" in
 esac
 SKIP_PREFLIGHT="${SKIP_PREFLIGHT:-0}"
 
-# Pixel bounds live in one place (verl_perception/frame.py); read them rather than repeat them.
+# The model family and its pixel bounds live in one place (verl_perception/frame.py); read them
+# rather than repeat them, and only when needed.
+# model_family: MODEL_FAMILY, else the family of MODEL_PATH (its config.json, or its hub name).
+model_family() {
+    if [[ -z "${MODEL_FAMILY:-}" ]]; then
+        MODEL_FAMILY="$("$PYTHON" -m verl_perception.frame family "$MODEL_PATH")" || {
+            echo "set MODEL_FAMILY (qwen2_5_vl or qwen3_vl) for MODEL_PATH=$MODEL_PATH" >&2
+            exit 1
+        }
+    fi
+}
+# family_bounds: FAMILY_MIN_PIXELS, FAMILY_MAX_PIXELS (the recipes' bounds) and FRAME_FACTOR of the family.
+family_bounds() {
+    model_family
+    read -r FAMILY_MIN_PIXELS FAMILY_MAX_PIXELS FRAME_FACTOR < <("$PYTHON" -m verl_perception.frame bounds "$MODEL_FAMILY")
+    if [[ -z "${FRAME_FACTOR:-}" ]]; then
+        echo "unknown MODEL_FAMILY=$MODEL_FAMILY (qwen2_5_vl or qwen3_vl)" >&2
+        exit 1
+    fi
+}
 if [[ -z "${MIN_PIXELS:-}" || -z "${MAX_PIXELS:-}" ]]; then
-    read -r _min _max < <("$PYTHON" -c \
-        'from verl_perception.frame import DEFAULT_MIN_PIXELS as a, DEFAULT_MAX_PIXELS as b; print(a, b)')
-    MIN_PIXELS="${MIN_PIXELS:-$_min}"
-    MAX_PIXELS="${MAX_PIXELS:-$_max}"
+    family_bounds
+    MIN_PIXELS="${MIN_PIXELS:-$FAMILY_MIN_PIXELS}"
+    MAX_PIXELS="${MAX_PIXELS:-$FAMILY_MAX_PIXELS}"
 fi
 
 # Attention: verl builds the actor with flash_attention_2 and packs sequences (use_remove_padding)
@@ -116,7 +138,8 @@ use_data() {
         fi
     done
     if ((${#have[@]} == 0)); then
-        local sample_dir="${SAMPLE_DIR:-$DATA_DIR/bundled_sample_${MIN_PIXELS}_${MAX_PIXELS}}"
+        model_family
+        local sample_dir="${SAMPLE_DIR:-$DATA_DIR/bundled_sample_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}}"
         loud "NO PARQUET FOR [$*] UNDER DATA_DIR=$DATA_DIR" \
             "Using the BUNDLED SAMPLE (a few dozen generated rows per task), preprocessed into" \
             "  $sample_dir" \
@@ -124,7 +147,7 @@ use_data() {
             "real dataset with data_preprocess/ (docs/data.md) and set DATA_DIR."
         if [[ ! -f "$sample_dir/$1/train.parquet" ]]; then
             "$PYTHON" -m verl_perception.preprocess.samples --output-dir "$sample_dir" \
-                --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
+                --model-family "$MODEL_FAMILY" --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
         fi
         DATA_DIR="$sample_dir"
         have=()
@@ -151,14 +174,17 @@ fi
 # own settings and before the command line's).
 if [[ "$TINY" == 1 ]]; then
     TINY_DIR="${TINY_DIR:-${TMPDIR:-/tmp}/verl_perception_tiny}"
-    # Small images (at most 64 image tokens) keep the run short; model and sample share the bounds.
-    MIN_PIXELS=3136
-    MAX_PIXELS=$((64 * 28 * 28))
+    MODEL_FAMILY="${MODEL_FAMILY:-qwen2_5_vl}"
+    family_bounds
+    # Small images (4 to 64 image tokens of the family's factor) keep the run short; the tiny
+    # processor and the sample are both built with these bounds.
+    MIN_PIXELS=$((4 * FRAME_FACTOR * FRAME_FACTOR))
+    MAX_PIXELS=$((64 * FRAME_FACTOR * FRAME_FACTOR))
     NNODES=1
-    MODEL_PATH="$TINY_DIR/tiny_qwen2_5_vl_${MIN_PIXELS}_${MAX_PIXELS}"
+    MODEL_PATH="$TINY_DIR/tiny_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}"
     if [[ ! -f "$MODEL_PATH/config.json" && "$DRY_RUN" != args ]]; then
-        say "building the tiny random Qwen2.5-VL in $MODEL_PATH"
-        "$PYTHON" -m verl_perception.tiny_model --out "$MODEL_PATH" \
+        say "building the tiny random $MODEL_FAMILY in $MODEL_PATH"
+        "$PYTHON" -m verl_perception.tiny_model --out "$MODEL_PATH" --family "$MODEL_FAMILY" \
             --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
     fi
     DATA_DIR="$TINY_DIR/data"                 # empty: use_data preprocesses the bundled sample here
@@ -232,8 +258,9 @@ perception_grpo_args() {
         data.filter_overlong_prompts_workers=8               # ours: the filter runs the processor on every row
                                                              # (COCO: 118k images); verl's default is 1 process
         data.truncation=error                                # [verl] example: never cut an image's tokens
-        # [PR1] --max_pixels 1000000 with the default min 3136; ours are frame.py's DEFAULT_*_PIXELS
-        # (3136 .. 1280 x 28 x 28 = 1003520), which the preprocessing pins into the parquet.
+        # [PR1] --max_pixels 1000000 with the default min 3136; ours are frame.py's bounds of MODEL_FAMILY
+        # (Qwen2.5-VL 3136 .. 1280 x 28 x 28 = 1003520; Qwen3-VL 64 x 32 x 32 .. 1280 x 32 x 32), which the
+        # preprocessing pins into the parquet. 1280 image tokens at most either way: the same prompt budget.
         # verl threads data.mm_processor_kwargs to the processor at load time and to vLLM at rollout.
         +data.mm_processor_kwargs.min_pixels="$MIN_PIXELS"
         +data.mm_processor_kwargs.max_pixels="$MAX_PIXELS"

@@ -6,6 +6,7 @@
 # work together; the model is random, so rewards are ~0. Ends with SMOKE OK and the time per phase.
 #
 #   bash recipes/smoke.sh                     # needs 1 GPU and `pip install -e ".[gpu]"`
+#   MODEL_FAMILY=qwen3_vl bash recipes/smoke.sh   # the same with a tiny Qwen3-VL (patch 16, 0..1000 answers)
 #   DRY_RUN=1 bash recipes/smoke.sh           # CPU only: builds the tiny model and the sample data,
 #                                             # prints the config and runs every preflight check
 #
@@ -58,5 +59,5 @@ if [[ "$(wc -l <"$ANSWERS")" -ne 4 ]]; then
     exit 1
 fi
 phase "reload merged model, answer 4 rows"
-loud "SMOKE OK: 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $MERGED reloaded" \
+loud "SMOKE OK ($MODEL_FAMILY): 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $MERGED reloaded" \
     "${PHASES[@]}" "$(printf '%-34s %4ds' total $((SECONDS - SMOKE_START)))"

@@ -337,7 +337,7 @@ def test_tiny_mode_runs_every_detection_stage_small(tmp_path):
         assert get["actor_rollout_ref.rollout.n"] == "2"  # over stage 2's 16: the last value wins in Hydra
         assert [a for a in args if a.startswith("actor_rollout_ref.rollout.n=")][-1] == "actor_rollout_ref.rollout.n=2"
         assert get["data.filter_overlong_prompts"] == "False"
-        assert f"{tmp_path}/tiny/data/bundled_sample_3136_50176/coco/train.parquet" in get["data.train_files"]
+        assert f"{tmp_path}/tiny/data/bundled_sample_qwen2_5_vl_3136_50176/coco/train.parquet" in get["data.train_files"]
         want = f"{tmp_path}/tiny/tiny_qwen2_5_vl_3136_50176" if k == 1 else "/stage1/hf"
         assert get["actor_rollout_ref.model.path"].endswith(want)
         assert get["+data.mm_processor_kwargs.max_pixels"] == "50176"

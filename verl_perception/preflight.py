@@ -14,11 +14,15 @@ config ``python -m verl.trainer.main_ppo <hydra overrides>`` would run and check
 3. The ``perception`` reward manager is in verl's reward-loop registry (the ``verl.plugins`` entry
    point loaded) and ``reward.reward_kwargs`` are valid per-task reward options.
 4. The dataset adapter (``data.custom_cls``) resolves the way verl resolves it.
-5. The coordinate frame: for a few parquet rows, the image verl will feed the model (verl's
+5. The model family (``verl_perception.frame``: resize factor, pixel bounds, coordinate convention)
+   of the model (its ``config.json``, or its hub name; ``data.perception_model_family`` overrides),
+   of the local processor (its patch size) and of the parquet rows (``extra_info.model_family``)
+   agree.
+   The coordinate frame: for a few parquet rows, the image verl will feed the model (verl's
    ``process_image`` on the stored image dict, then the processor's resize with the effective
    pixel bounds) has exactly ``extra_info["input_size"]``, and the bounds stated in the image
    dict, if any, equal the recipe's.
-6. The prompt budget: ``data.max_prompt_length`` >= image tokens allowed by max_pixels / 28² +
+6. The prompt budget: ``data.max_prompt_length`` >= image tokens allowed by max_pixels / factor² +
    the instruction (counted with the model's tokenizer when it is on local disk; otherwise
    estimated as one token per two UTF-8 bytes + 48 tokens of chat template, which over-counts
    Qwen's tokenizer by about 2x on English text).
@@ -46,12 +50,20 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-from verl_perception.frame import DEFAULT_FRAME, FrameSpec
+from verl_perception.frame import (
+    DEFAULT_FRAME,
+    LEGACY_FAMILY,
+    QWEN2_5_VL,
+    FrameSpec,
+    UnknownFamilyError,
+    family_of_model,
+    get_family,
+)
 
 # Published preprocessor_config.json bounds of Qwen2.5-VL-*-Instruct, used when the model is not
-# on local disk and the recipe does not set data.mm_processor_kwargs.
-QWEN2_5_VL_PROCESSOR_MIN_PIXELS = 3136
-QWEN2_5_VL_PROCESSOR_MAX_PIXELS = 12845056
+# on local disk and the recipe does not set data.mm_processor_kwargs (each family's: frame.py).
+QWEN2_5_VL_PROCESSOR_MIN_PIXELS = QWEN2_5_VL.processor_min_pixels
+QWEN2_5_VL_PROCESSOR_MAX_PIXELS = QWEN2_5_VL.processor_max_pixels
 
 # Token estimate when no tokenizer is available: Qwen2.5's BPE averages about 4 UTF-8 bytes per
 # token on English; 2 bytes per token over-counts on purpose. The template overhead covers the
@@ -254,10 +266,11 @@ class PixelBounds:
     min_pixels: int
     max_pixels: int
     source: str  # where they came from, for messages
+    factor: int = DEFAULT_FRAME.factor  # the model family's resize factor (one image token per factor²)
 
     @property
     def max_image_tokens(self) -> int:
-        return self.max_pixels // (DEFAULT_FRAME.factor**2)
+        return self.max_pixels // (self.factor**2)
 
 
 @dataclass(frozen=True)
@@ -272,6 +285,7 @@ class Row:
     images: tuple[dict, ...]
     messages: tuple[dict, ...]
     stated_bounds: tuple[int | None, int | None] = (None, None)  # min/max_pixels the parquet was made with
+    model_family: str | None = None  # extra_info.model_family (None: written before families, Qwen2.5-VL)
 
 
 def _as_list(files) -> list[str]:
@@ -320,6 +334,7 @@ def read_rows(path: str, n: int) -> list[Row]:
                 images=images,
                 messages=tuple(msgs or ()),
                 stated_bounds=stated,
+                model_family=extra.get("model_family"),
             )
         )
     return rows
@@ -361,15 +376,82 @@ def _processor_config_bounds(model_path: str) -> tuple[tuple[int, int], str] | N
     return None
 
 
-def effective_pixel_bounds(cfg, report: Report) -> PixelBounds:
+def _processor_patch_size(model_path: str) -> tuple[int, str] | None:
+    """``(patch_size, file)`` of a local model's image processor, or None."""
+    root = os.path.expanduser(model_path)
+    for name, section in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                pc = json.load(f)
+            patch = (pc.get(section) or {} if section else pc).get("patch_size")
+            if patch is not None:
+                return int(patch), path
+    return None
+
+
+def check_model_family(cfg, rows: Sequence[Row], report: Report, pending_model: bool = False) -> FrameSpec:
+    """The run's model family, checked against the local processor and the parquet rows.
+
+    ``data.perception_model_family`` when set, else the model's (``config.json`` ``model_type``, or
+    its hub name), else the rows' (a model produced by an earlier stage), else Qwen2.5-VL.
+    """
+    model_path = str(cfg.actor_rollout_ref.model.path)
+    model_spec, how = None, ""
+    if not pending_model:
+        try:
+            model_spec, how = family_of_model(os.path.expanduser(model_path)), f"of {model_path}"
+        except (UnknownFamilyError, OSError, ValueError) as exc:
+            report.notes.append(f"model family: {exc}")
+    named = cfg.data.get("perception_model_family")
+    spec = None
+    if named:
+        try:
+            spec, how = get_family(str(named)), "data.perception_model_family"
+        except UnknownFamilyError as exc:
+            report.add("data.perception_model_family", str(exc))
+        if spec is not None and model_spec is not None and spec is not model_spec:
+            report.add("data.perception_model_family", f"{spec.name}, but {model_path} is a {model_spec.name} model")
+    spec = spec or model_spec
+    row_families = {}
+    for row in rows:
+        try:
+            fam = get_family(row.model_family) if row.model_family else LEGACY_FAMILY
+        except UnknownFamilyError as exc:
+            report.add("data preprocessing (--model-family)", f"{row.file} row {row.index}: {exc}")
+            continue
+        row_families.setdefault(fam.name, (fam, row))
+    if spec is None:
+        spec = next(iter(row_families.values()))[0] if row_families else DEFAULT_FRAME
+        how = "of the parquet rows" if row_families else "the default"
+    for name, (fam, row) in row_families.items():
+        if fam is not spec:
+            report.add(
+                "data preprocessing (--model-family)",
+                f"{row.file} row {row.index}: the parquet was preprocessed for {name} (factor {fam.factor}, "
+                f"{fam.coords} coordinates) but the model is {spec.name} ({how}): re-run data_preprocess/ "
+                f"with --model-family {spec.name}",
+            )
+    patch = None if pending_model else _processor_patch_size(model_path)
+    if patch is not None and patch[0] != spec.patch_size:
+        report.add(
+            "MODEL_PATH (actor_rollout_ref.model.path)",
+            f"{patch[1]}: image patch size {patch[0]}, but the {spec.name} family's is {spec.patch_size}",
+        )
+    report.notes.append(f"model family: {spec.name} ({how}; factor {spec.factor}, {spec.coords} coordinates)")
+    return spec
+
+
+def effective_pixel_bounds(cfg, report: Report, frame: FrameSpec = DEFAULT_FRAME) -> PixelBounds:
     """Bounds the processor applies: ``data.mm_processor_kwargs`` (threaded by verl to the dataset
-    and to the rollout server) over the model's ``preprocessor_config.json``."""
+    and to the rollout server) over the model's ``preprocessor_config.json`` (over the family's
+    published processor defaults when the model is not on local disk)."""
     kw = cfg.data.get("mm_processor_kwargs") or {}
     model_path = str(cfg.actor_rollout_ref.model.path)
     found = _processor_config_bounds(model_path)
     if found is None:
-        base, base_src = (QWEN2_5_VL_PROCESSOR_MIN_PIXELS, QWEN2_5_VL_PROCESSOR_MAX_PIXELS), (
-            "Qwen2.5-VL's published processor defaults (model not on local disk)"
+        base, base_src = (frame.processor_min_pixels, frame.processor_max_pixels), (
+            f"{frame.name}'s published processor defaults (model not on local disk)"
         )
     else:
         base, base_src = found
@@ -382,7 +464,7 @@ def effective_pixel_bounds(cfg, report: Report) -> PixelBounds:
     lo, hi = int(lo), int(hi)
     if lo > hi:
         report.add("data.mm_processor_kwargs.min_pixels", f"min_pixels={lo} exceeds max_pixels={hi}")
-    return PixelBounds(lo, hi, src)
+    return PixelBounds(lo, hi, src, frame.factor)
 
 
 def _decode(image: Mapping) -> Any:
@@ -516,7 +598,7 @@ def check_prompt_length(cfg, rows: Sequence[Row], bounds: PixelBounds, report: R
         report.add(
             "data.max_prompt_length",
             f"{need} prompt tokens may be needed ({bounds.max_image_tokens} image tokens = max_pixels "
-            f"{bounds.max_pixels} / {DEFAULT_FRAME.factor}² + {n_text} instruction tokens, {how}; "
+            f"{bounds.max_pixels} / {bounds.factor}² + {n_text} instruction tokens, {how}; "
             f"{row.file} row {row.index}) but data.max_prompt_length={budget}: raise it to at least "
             f"{need}, or lower MAX_PIXELS",
         )
@@ -690,7 +772,6 @@ def run_checks(
     check_batches(cfg, report)
     check_model_path(cfg, report, pending_model)
     files = check_data_files(cfg, report)
-    bounds = effective_pixel_bounds(cfg, report)
     rows: list[Row] = []
     for key, paths in files.items():
         for p in paths:
@@ -699,13 +780,13 @@ def run_checks(
                     rows.extend(read_rows(os.path.expanduser(p), sample_rows))
                 except Exception as exc:
                     report.add(key, f"{p} is not a readable parquet file: {type(exc).__name__}: {exc}")
+    family = check_model_family(cfg, rows, report, pending_model)
+    bounds = effective_pixel_bounds(cfg, report, family)
     repin = None
     lo, hi = cfg.data.get("perception_min_pixels"), cfg.data.get("perception_max_pixels")
     if lo is not None or hi is not None:
-        from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-
-        repin = (int(lo if lo is not None else DEFAULT_MIN_PIXELS), int(hi if hi is not None else DEFAULT_MAX_PIXELS))
-    check_frames(rows, bounds, report, repin)
+        repin = (int(lo if lo is not None else family.min_pixels), int(hi if hi is not None else family.max_pixels))
+    check_frames(rows, bounds, report, repin, family)
     tokenizer = None if pending_model else load_local_tokenizer(str(cfg.actor_rollout_ref.model.path))
     check_prompt_length(cfg, rows, bounds, report, tokenizer)
     return report
