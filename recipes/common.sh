@@ -26,7 +26,7 @@
 #   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (with verl's padding
 #                    removal), sdpa (padded batches) or auto (default: flash_attention_2 when flash-attn
 #                    is installed, else sdpa, said loudly)
-#   TINY=1           any recipe on 1 GPU in minutes: a tiny random model of MODEL_FAMILY built offline, the bundled
+#   TINY=1           any recipe on 1 GPU (or N_GPUS_PER_NODE) in minutes: a tiny random model of MODEL_FAMILY built offline, the bundled
 #                    sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
 #                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
 #                    not the paper.
@@ -40,7 +40,7 @@ PYTHON="${PYTHON:-python3}"
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}"
 DATA_DIR="${DATA_DIR:-$HOME/data/verl_perception}"
 TINY="${TINY:-0}"
-if [[ "$TINY" == 1 ]]; then N_GPUS_PER_NODE=1; fi
+if [[ "$TINY" == 1 ]]; then N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-1}"; fi  # TINY: 1 GPU unless told
 if [[ -z "${N_GPUS_PER_NODE:-}" ]]; then
     N_GPUS_PER_NODE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || true)"
     if ! [[ "$N_GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]]; then N_GPUS_PER_NODE=8; fi

@@ -102,7 +102,7 @@ def test_repinned_frames_are_checked_against_the_processor(base_cfg):
     # the adapter's re-pin to a smaller budget is consistent with an equal processor bound ...
     lo, hi = DEFAULT_MIN_PIXELS, 256 * 784
     ok = preflight.run_checks(
-        _cfg(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=hi)
+        _cfg(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=hi), dry_run=True
     )
     assert ok.ok, [str(p) for p in ok.problems]
     # ... but not with a processor that shrinks the re-pinned frame again
@@ -212,7 +212,7 @@ def test_estimate_over_counts_the_real_tokenizer(base_cfg, tiny_processor_dir_fa
 def test_cli_exit_2_names_each_problem(base_cfg, capsys, tmp_path):
     args = recipe_args("pixmo_counting.sh", tmp_path, "data.max_prompt_length=900",
                        DATA_DIR=Path(base_cfg["data"]["train_files"][0]).parents[1])
-    assert preflight.main(["--", *args]) == 2
+    assert preflight.main(["--dry-run", "--", *args]) == 2  # dry run: only the config's own problems
     err = capsys.readouterr().err
     assert "preflight: 1 problem(s); change the named setting:" in err
     assert "[data.max_prompt_length]" in err
