@@ -130,12 +130,20 @@ def write_summary(out_dir: str, results: dict, elapsed: float, model_dir: str, f
         "",
     ]
     for task, r in results.items():
-        if r["eval"]["overlays"]:
-            p = os.path.relpath(r["eval"]["overlays"][0], out_dir)
-            lines += [f"## {task}", "", f"![{task} overlay]({p})", ""]
-            first = r["first_response"]
-            shown = json.dumps(first, ensure_ascii=False)  # quoted: a random model's newlines stay visible
-            lines += ["First answer of the random model (JSON-quoted, truncated):", "", "```", shown[:300], "```", ""]
+        # prediction-vs-truth pictures: the random model's when it predicted anything, and always
+        # the reference answers' (where red must cover green)
+        shown = [("tiny random model", r["eval"]["overlays_with_prediction"][:1]),
+                 ("reference answers", r["reference_eval"]["overlays_with_prediction"][:1])]  # fmt: skip
+        lines += [f"## {task}", ""]
+        for who, paths in shown:
+            for path in paths:
+                p = os.path.relpath(path, out_dir)
+                lines += [f"{who}:", "", f"![{task}, {who}]({p})", ""]
+        if not r["eval"]["overlays_with_prediction"]:
+            lines += ["The tiny random model predicted nothing to draw on these rows (its overlays, ground truth "
+                      f"only, are in [{task}/eval/report.md]({task}/eval/report.md)).", ""]  # fmt: skip
+        quoted = json.dumps(r["first_response"], ensure_ascii=False)  # a random model's newlines stay visible
+        lines += ["First answer of the random model (JSON-quoted, truncated):", "", "```", quoted[:300], "```", ""]
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

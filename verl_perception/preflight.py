@@ -27,6 +27,11 @@ config ``python -m verl.trainer.main_ppo <hydra overrides>`` would run and check
    estimated as one token per two UTF-8 bytes + 48 tokens of chat template, which over-counts
    Qwen's tokenizer by about 2x on English text).
 7. Batch sizes the data-parallel split needs and the token budget of dynamic batching.
+8. The machine (skipped by ``--dry-run``, which reports them as notes): the GPUs asked for exist
+   on a single node; every module the chosen trainer path imports is installed (TransferQueue for
+   verl's default V1 trainer, vLLM or SGLang for the rollout); flash-attn is installed when the
+   config needs it (``use_remove_padding=True`` or ``attn_implementation=flash_attention_2``).
+   These are what killed real runs only after Ray had started.
 
 Every problem names the setting to change. Exit status: 0 clean, 2 problems found, 1 when the
 config does not even compose.
@@ -639,6 +644,99 @@ def check_batches(cfg, report: Report) -> None:
         )
 
 
+# ----------------------------------------------------------------------------------------------
+# the machine: GPUs and the modules verl will import after Ray starts
+
+# Shown by every flash-attn problem: the overrides the recipes apply themselves with ATTN_IMPL=sdpa.
+SDPA_OVERRIDES = (
+    "actor_rollout_ref.model.use_remove_padding=False",
+    "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+)
+
+ROLLOUT_INSTALL = {
+    "vllm": 'pip install "verl-perception[gpu]" (verl[vllm]: vLLM 0.24.0, torch 2.11.0)',
+    "sglang": 'pip install "verl[sglang]"',
+}
+
+
+def module_installed(name: str) -> bool:
+    """Whether ``import name`` would find the module (without importing heavy packages)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applied); 0 without torch or CUDA."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:
+        return 0
+
+
+def attention_implementation(cfg) -> str:
+    """What verl builds the FSDP actor with: ``model.override_config.attn_implementation``,
+    flash_attention_2 when unset (verl's HFModelConfig default)."""
+    override = cfg.actor_rollout_ref.model.get("override_config") or {}
+    return str(override.get("attn_implementation", "flash_attention_2"))
+
+
+def check_runtime(cfg, report: Report, *, gpus: int | None = None) -> None:
+    """Problems that otherwise surface only inside Ray workers, minutes into a run."""
+    nodes, per_node = int(cfg.trainer.nnodes), int(cfg.trainer.n_gpus_per_node)
+    if nodes == 1:
+        have = visible_gpus() if gpus is None else gpus
+        if have == 0:
+            report.add(
+                "N_GPUS_PER_NODE (trainer.n_gpus_per_node)",
+                f"the run asks for {per_node} GPU(s) but this machine has no visible CUDA device "
+                "(torch.cuda.device_count() == 0): run on a GPU node, or check the config on CPU with DRY_RUN=1",
+            )
+        elif have < per_node:
+            report.add(
+                "N_GPUS_PER_NODE (trainer.n_gpus_per_node)",
+                f"the run asks for {per_node} GPUs on 1 node but this machine has {have} visible CUDA "
+                f"device(s): set N_GPUS_PER_NODE={have} (and batch sizes that split over {have}), or free "
+                "the GPUs / fix CUDA_VISIBLE_DEVICES",
+            )
+    else:
+        report.notes.append(f"{nodes} nodes: GPUs of the other nodes are counted by Ray, not here")
+
+    if bool(cfg.trainer.get("use_v1", False)):
+        if not module_installed("transfer_queue"):
+            report.add(
+                "trainer.use_v1",
+                "verl's V1 trainer (its default) imports TransferQueue, which is not installed: "
+                'pip install "verl[verl-core]" (included in verl-perception[verl]), or run the legacy '
+                "trainer with trainer.use_v1=False",
+            )
+    rollout = str(cfg.actor_rollout_ref.rollout.name)
+    if rollout in ROLLOUT_INSTALL and not module_installed(rollout):
+        report.add(
+            "actor_rollout_ref.rollout.name",
+            f"the {rollout} rollout needs {rollout}, which is not installed: {ROLLOUT_INSTALL[rollout]}",
+        )
+
+    model = cfg.actor_rollout_ref.model
+    attn = attention_implementation(cfg)
+    needs_fa = [k for k, on in (
+        ("actor_rollout_ref.model.use_remove_padding=True", bool(model.get("use_remove_padding", False))),
+        (f"attn_implementation={attn}", attn == "flash_attention_2"),
+    ) if on]
+    if needs_fa and not module_installed("flash_attn"):
+        report.add(
+            "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)",
+            f"{' and '.join(needs_fa)} need flash-attn, which is not installed: install it for your CUDA and "
+            'torch (e.g. pip install "verl[flash-attn-cu130torch211]"), or train with PyTorch sdpa: '
+            f"ATTN_IMPL=sdpa in the recipes, i.e. the overrides {' '.join(SDPA_OVERRIDES)}",
+        )
+
+
 def check_model_path(cfg, report: Report, pending_model: bool) -> None:
     path = str(cfg.actor_rollout_ref.model.path)
     local = path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
@@ -652,9 +750,21 @@ def check_model_path(cfg, report: Report, pending_model: bool) -> None:
 # driver
 
 
-def run_checks(cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bool = False) -> Report:
-    """Every check on a composed (unresolved) config; never raises for a failed check."""
+def run_checks(
+    cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bool = False, dry_run: bool = False
+) -> Report:
+    """Every check on a composed (unresolved) config; never raises for a failed check.
+
+    ``dry_run``: the config is checked on another machine than the one that will train (a CPU
+    laptop, CI), so the machine's problems become notes instead of failures.
+    """
     report = Report()
+    if dry_run:
+        machine = Report()
+        check_runtime(cfg, machine)
+        report.notes.extend(f"on this machine the run would fail: {p}" for p in machine.problems)
+    else:
+        check_runtime(cfg, report)
     check_verl(cfg, report)
     check_reward_manager(cfg, report)
     check_reward_options(cfg, report)
@@ -695,6 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the model path is produced by an earlier stage that has not run yet (multi-stage dry runs)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="this machine will not train (DRY_RUN=1): report missing GPUs and modules as notes, not problems",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = parser.parse_args(argv)
 
@@ -708,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # verl prints progress to stdout; keep stdout for the config alone (it may be piped to a file).
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_checks(cfg, sample_rows=args.rows, pending_model=args.pending_model)
+        report = run_checks(cfg, sample_rows=args.rows, pending_model=args.pending_model, dry_run=args.dry_run)
     for note in report.notes:
         print(f"preflight: {note}", file=sys.stderr)
     if report.ok:

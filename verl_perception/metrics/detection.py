@@ -243,11 +243,19 @@ def coco_eval(gt, dets: list[dict], img_ids: Sequence[int] | None = None) -> dic
 
 
 def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None) -> dict:
-    """Score detection rows: ``{"metrics": {...}, "per_row": [...], "notes": [...]}``."""
-    notes = []
+    """Score detection rows: ``{"metrics": {...}, "per_row": [...], "notes": [...], "warnings": [...]}``.
+
+    ``warnings`` name what makes the numbers differ from the official COCO evaluation.
+    """
+    notes, warnings = [], []
     if ann_file:
         gt = load_coco(ann_file)
         notes.append(f"ground truth: {os.fspath(ann_file)} (restricted to the {len(rows)} evaluated images)")
+        if len({_image_id(r) for r in rows}) < len(gt.imgs):
+            warnings.append(
+                f"{len({_image_id(r) for r in rows})} of the {len(gt.imgs)} images of {os.path.basename(ann_file)} "
+                "were evaluated: AP on a subset is not the paper's COCO val2017 AP"
+            )
         for row in rows:
             iid = _image_id(row)
             if iid not in gt.imgs:
@@ -260,9 +268,9 @@ def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None)
                 )
     else:
         gt = load_coco(gt_from_rows(rows))
-        notes.append(
-            "ground truth: built from the parquet rows (box areas, no crowd regions): "
-            "pass --ann-file for the official numbers"
+        warnings.append(
+            "ground truth built from the parquet rows (box areas, no crowd regions), not COCO's annotation "
+            "file: pass --ann-file instances_val2017.json for numbers comparable to the paper"
         )
     name_to_id = {_norm(c["name"]): int(c["id"]) for c in gt.dataset["categories"]}
     dets, per_row = [], []
@@ -282,6 +290,7 @@ def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None)
     summary = result.pop("summary")
     metrics = {**result, "n": len(rows), **{f"num_{k}": v for k, v in totals.items()}}
     notes.append(f"score {DEFAULT_SCORE} per box unless the answer item carries a numeric 'score'")
+    # the model's own misses (scored as such, as COCO's evaluation does), not a protocol difference
     if totals["unknown_label"]:
         notes.append(f"{totals['unknown_label']} predicted boxes had a label outside the categories and were dropped")
-    return {"metrics": metrics, "per_row": per_row, "notes": notes, "summary": summary}
+    return {"metrics": metrics, "per_row": per_row, "notes": notes, "warnings": warnings, "summary": summary}
