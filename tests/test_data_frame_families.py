@@ -120,7 +120,11 @@ def test_relative_answer_means_the_same_place_under_any_pixel_bounds(h, w, x, y)
         return
     want = np.array([[x * w / 1000, y * h / 1000]])
     for bounds in QWEN3_BOUNDS:
-        inp = frame.input_size(h, w, *bounds, family=QWEN3_VL)
+        try:
+            inp = frame.input_size(h, w, *bounds, family=QWEN3_VL)
+        except ValueError as e:  # too elongated for a small max_pixels: refused, never a wrong frame
+            assert "no input frame" in str(e) and bounds[1] < QWEN3_VL.max_pixels
+            continue
         info = {"model_family": "qwen3_vl", "input_size": list(inp)}
         got = frame.to_original(frame.answer_to_input([[x, y]], info), inp, (h, w))
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
