@@ -2,8 +2,9 @@
 
 Protocol: every answer item with a valid ``bbox_2d`` and a label is one detection (items are
 read by the shared parser's :func:`~verl_perception.parsing.item_box` /
-:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are mapped from the input
-frame back to the original image exactly (:func:`verl_perception.frame.to_original`), clipped
+:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are read in the row's
+answer convention and mapped back to the original image exactly (``EvalRow.answer_to_original``:
+the model family's convention -> input frame -> original, :mod:`verl_perception.frame`), clipped
 to the image, converted to COCO ``[x, y, w, h]`` and given the category id whose name equals the
 label. **Confidence:** a generative model gives no scores, so each box gets score 1.0 (the
 authors' choice) unless the item carries a finite numeric ``"score"``; with equal scores COCOeval
@@ -185,7 +186,7 @@ def detections_for_row(row: EvalRow, name_to_id: Mapping[str, int]) -> tuple[lis
         scores.append(score if math.isfinite(score) else DEFAULT_SCORE)
     if not boxes:
         return [], stats
-    xyxy = clip_to_image(order_corners(row.to_original(np.asarray(boxes))), row.orig_size)
+    xyxy = clip_to_image(order_corners(row.answer_to_original(np.asarray(boxes))), row.orig_size)
     xywh = xyxy_to_xywh(xyxy)
     dets = [
         {"image_id": iid, "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
