@@ -48,7 +48,7 @@ def input_warnings(answers: Sequence[dict], n_rows: int, limit: int | None) -> l
     Missing responses are counted after the join (see :func:`evaluate_benchmark`).
     """
     warnings = []
-    if limit is not None:
+    if limit is not None and n_rows >= limit:  # fewer rows: the whole file was read
         warnings.append(
             f"--limit {limit}: only the first {n_rows} rows were evaluated; the paper reports whole benchmark splits"
         )
