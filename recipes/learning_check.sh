@@ -20,7 +20,22 @@
 #
 # Environment: SEED (GRPO seed, default 1), DATA_SEED (0), TRAIN_ROWS (4000), VAL_ROWS (256),
 # GRPO_STEPS (40), GRPO_LR (2e-5), MIN_REWARD_GAIN / MIN_ACC_GAIN (the verdict's margins; defaults are
-# provisional, see verl_perception/learning_check.py), WARM_* (below), plus common.sh's.
+# provisional, see verl_perception/learning_check.py), WARM_* (below), plus common.sh's (ATTN_IMPL
+# included; MODEL_FAMILY, MIN/MAX_PIXELS, N_GPUS_PER_NODE, NNODES and TINY are fixed here).
+
+# A Qwen2.5-VL: the warm start builds tiny_model.SIZES["small"], defined for that family only, and the
+# generated rows are written in its frame.
+if [[ -n "${MODEL_FAMILY:-}" && "$MODEL_FAMILY" != qwen2_5_vl ]]; then
+    echo "[learning_check.sh] the learning check trains a Qwen2.5-VL; got MODEL_FAMILY=$MODEL_FAMILY" >&2
+    exit 1
+fi
+MODEL_FAMILY=qwen2_5_vl
+TINY=0                                                   # its own model and data, not TINY=1's
+# Small images (at most 64 image tokens, as smoke.sh): the 300x400 drawings are seen at 168x252.
+MIN_PIXELS=3136
+MAX_PIXELS=$((64 * 28 * 28))
+N_GPUS_PER_NODE=1
+NNODES=1
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 LC_DIR="${LC_DIR:-${TMPDIR:-/tmp}/verl_perception_learning_check}"
@@ -35,11 +50,6 @@ TRAIN_ROWS="${TRAIN_ROWS:-4000}"
 VAL_ROWS="${VAL_ROWS:-256}"
 GRPO_STEPS="${GRPO_STEPS:-40}"
 GRPO_LR="${GRPO_LR:-2e-5}"
-# Small images (at most 64 image tokens, as smoke.sh): the 300x400 drawings are seen at 168x252.
-MIN_PIXELS=3136
-MAX_PIXELS=$((64 * 28 * 28))
-N_GPUS_PER_NODE=1
-NNODES=1
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-learning_check_seed$SEED}"
 DATA_DIR="$LC_DIR/data"
 WARM_DIR="${WARM_DIR:-$LC_DIR/warm_start}"
@@ -113,9 +123,6 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a ~44M-parameter model: most of the GPU stays free
     actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start, as smoke.sh
-    # the GPU host has no flash-attn: padded batches and PyTorch's sdpa attention
-    actor_rollout_ref.model.use_remove_padding=False
-    +actor_rollout_ref.model.override_config.attn_implementation=sdpa
     actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model: memory is no issue
     # seeds: data order and rollout sampling change with SEED; the data and the warm start do not
     data.seed="$SEED"

@@ -12,10 +12,13 @@ from verl_perception.tiny_model import (
     ADDED_TOKENS,
     VISION_TOKENS,
     bad_words_ids,
+    SIZES,
+    build_tiny_model,
     build_tiny_processor,
     build_tiny_qwen2_5_vl,
     build_tiny_tokenizer,
     main,
+    tiny_config,
     vision_token_ids,
 )
 
@@ -123,6 +126,22 @@ def test_builders_reject_bad_arguments(tmp_path):
         build_tiny_processor(tmp_path, min_pixels=1000, max_pixels=10)
     with pytest.raises(ValueError, match="dtype"):
         build_tiny_qwen2_5_vl(tmp_path, dtype="int8")
+    with pytest.raises(ValueError, match="size must be one of"):
+        build_tiny_model(tmp_path, size="huge")
+    with pytest.raises(ValueError, match="only size 'tiny'"):  # no larger Qwen3-VL shape is defined
+        build_tiny_model(tmp_path, "qwen3_vl", size="small")
+    assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_small_size_is_the_learning_check_shape(tokenizer):
+    config = tiny_config(tokenizer, "small")
+    text, vision, small = config.text_config, config.vision_config, SIZES["small"]
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads) == (256, 4, 4)
+    assert (vision.hidden_size, vision.depth, vision.out_hidden_size) == (128, 4, 256)
+    # M-RoPE sections fill half the text head (64), as [16, 24, 24] fill half of the real model's 128
+    assert 2 * sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads
+    assert list(small.mrope_section) == text.rope_parameters["mrope_section"]
+    assert vision.fullatt_block_indexes == [3]
 
 
 def test_model_config_and_reload(tiny_model_dir, model_and_processor):
