@@ -149,10 +149,13 @@ def test_frames_are_measured_at_construction_not_per_row(sample_files, tiny_proc
     assert ds.frame_stats["checked"] == len(rows) and ds.frame_stats["rescaled"] == len(rows)
 
 
-def test_length_keys_read_pins_without_image_bytes(sample_files):
+def test_length_keys_read_pins_without_image_bytes(sample_files, monkeypatch):
     import datasets
 
-    df = datasets.load_dataset("parquet", data_files=sample_files[0])["train"]
+    from verl_perception import length_filter
+
+    monkeypatch.setattr(length_filter, "BATCH_ROWS", 7)  # batch boundaries inside the table
+    df = datasets.load_dataset("parquet", data_files=sample_files)["train"]
     keys = list(iter_length_keys(df, "prompt", "images"))
     assert len(keys) == len(df)
     for (messages, images, _), row in zip(keys, df):

@@ -214,8 +214,10 @@ class PerceptionRLHFDataset(RLHFDataset):
         """``(N,)`` int64 prompt length of every row, as verl's filter counts it (``input_ids`` of the
         processor on the chat-templated prompt and the row's images); rows verl's filter would fail
         on get ``max_prompt_length + 1``, as there. Raises :class:`Unsupported` when the split count
-        does not apply, or when it disagrees with verl's own count on the first and the longest row."""
+        does not apply, or when it disagrees with verl's own count on the first and the longest row
+        that verl can build."""
         lengths = np.empty(len(dataframe), dtype=np.int64)
+        unbuildable = np.zeros(len(dataframe), dtype=bool)
         texts = 0
         for i, (messages, images) in enumerate(self._length_keys(dataframe)):
             n = self._text_tokens.get((messages, len(images)), _MISSING)
@@ -226,6 +228,7 @@ class PerceptionRLHFDataset(RLHFDataset):
                 texts += 1
             if n is None:
                 lengths[i] = self.max_prompt_length + 1
+                unbuildable[i] = True
                 continue
             total = n - len(images)
             for im in images:
@@ -234,7 +237,8 @@ class PerceptionRLHFDataset(RLHFDataset):
                     raise Unsupported("the processor reports no image_grid_thw or image_token_id")
                 total += m.tokens
             lengths[i] = total
-        for i in sorted({0, int(np.argmax(lengths))} if len(lengths) else ()):
+        counted = np.flatnonzero(~unbuildable)
+        for i in sorted({int(counted[0]), int(counted[np.argmax(lengths[counted])])} if len(counted) else ()):
             with _torch_threads(1):
                 exact = self.verl_prompt_length(dataframe[i])
             if exact != lengths[i]:

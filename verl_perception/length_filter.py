@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Keys of an image dict that decide the frame qwen-vl-utils and the processor produce.
 FRAME_KEYS = ("resized_height", "resized_width", "min_pixels", "max_pixels")
@@ -84,7 +85,7 @@ def _column_unused(table: pa.Table, name: str) -> bool:
     if col.null_count == len(col):
         return True
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        return all(pa.compute.max(chunk.value_lengths()).as_py() in (None, 0) for chunk in col.chunks)
+        return all(pc.max(chunk.value_lengths()).as_py() in (None, 0) for chunk in col.chunks)
     return False
 
 
@@ -97,8 +98,6 @@ def iter_length_keys(dataframe, prompt_key: str, image_key: str, other_media: tu
     Raises :class:`Unsupported` for tables the split count does not cover: rows with videos or audio
     (``other_media`` columns), image lists that are not dicts, structured message content.
     """
-    import pyarrow.compute as pc
-
     names = set(dataframe.column_names)
     if prompt_key not in names:
         raise Unsupported(f"no {prompt_key!r} column")
