@@ -6,6 +6,7 @@
 #   bash recipes/coco_detection.sh                 # all stages, each from the previous one's weights
 #   STAGE=2 bash recipes/coco_detection.sh         # one stage (stage 1 must have finished)
 #   DRY_RUN=1 bash recipes/coco_detection.sh       # print every stage's config, run the checks, exit
+#   TINY=1 bash recipes/coco_detection.sh          # every stage for 1 step on 1 GPU: tiny model, bundled sample
 #   bash recipes/coco_detection.sh trainer.save_freq=50   # extra Hydra overrides apply to every stage
 #
 # Stage k writes verl checkpoints to $CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME/stage<k>/global_step_N/actor
@@ -51,6 +52,7 @@ stage_args() { # stage_args K MODEL -> ARGS
         trainer.experiment_name="${EXPERIMENT_NAME}_stage$k"
         trainer.default_local_dir="$RUN_DIR/stage$k"
         "${!stage_var+"${!stage_var}"}"
+        "${TINY_ARGS[@]+"${TINY_ARGS[@]}"}"
         "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
     )
 }

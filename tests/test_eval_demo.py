@@ -33,6 +33,8 @@ def test_demo_end_to_end(tmp_path, capsys):
         with Image.open(metrics["overlays"][0]) as im:
             assert im.format == "PNG"
         assert f"{task}/eval/report.md" in report
+        # the summary shows a prediction-vs-truth picture of every task (the reference answers' at least)
+        assert f"]({task}/reference/eval/overlays/row" in report
     assert (out / "tiny_model" / "config.json").is_file()
 
     # The reference answers (ground truth written as answers) get the top reward and perfect

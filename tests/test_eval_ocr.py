@@ -106,7 +106,8 @@ def test_meteor_unavailable_is_reported_with_reason(tmp_path, monkeypatch):
     resp = fx.write_responses([fx.OCR_TEXTS[0], "x"], tmp_path / "r.jsonl", rows)
     doc = evaluate_benchmark("pageocr", data, resp, tmp_path / "out", n_overlays=0)
     assert doc["metrics"]["meteor"] is None
-    assert any("METEOR unavailable: WordNet data not found (test)" in n for n in doc["notes"])
+    # a protocol difference: a warning (stderr, report, --strict), not a note
+    assert any("METEOR not computed (reported as n/a): WordNet data not found (test)" in w for w in doc["warnings"])
     assert "METEOR | n/a" in (tmp_path / "out" / "report.md").read_text()
 
 

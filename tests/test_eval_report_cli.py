@@ -45,7 +45,8 @@ def test_paper_table_marks_unknown_cells_and_keeps_stated_values(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| AP | 0.0 | not stated | 31.9 |" in report
     assert "| AP50 | 0.0 | not stated | not stated |" in report
-    # only numbers stated in PAPER.md are filled in
+    assert "the paper does not report that number" in report and "PAPER" not in report
+    # only numbers the paper reports are filled in
     assert PAPER_RESULTS["coco"]["r1"] == {"AP": 31.9}
     assert all(not PAPER_RESULTS[b]["base"] for b in PAPER_RESULTS)
     assert NOT_STATED == "not stated"
@@ -66,7 +67,7 @@ def test_missing_responses_are_scored_empty_and_reported(tmp_path):
     )
     doc = evaluate_benchmark("refcoco", data, resp, tmp_path / "out", n_overlays=0)
     assert doc["missing_responses"] == 3 and doc["metrics"]["acc@0.5"] == pytest.approx(0.25)
-    assert "3 of 4 rows have no response" in doc["notes"][0]
+    assert "3 of 4 rows have no response" in doc["warnings"][0]
 
 
 @pytest.mark.parametrize(
@@ -124,3 +125,56 @@ def test_limit_evaluates_the_first_rows_only(tmp_path):
     rows, data, resp = _grounding(tmp_path, n=4)
     doc = evaluate_benchmark("refcoco", data, resp, tmp_path / "out", n_overlays=0, limit=2)
     assert doc["n_rows"] == 2 and doc["missing_responses"] == 0 and doc["metrics"]["acc@0.5"] == 1.0
+
+
+def _cli(tmp_path, data, resp, *extra):
+    return main(["--task", "refcoco", "--data", data, "--responses", str(resp), "--out", str(tmp_path / "o"), *extra])
+
+
+def test_clean_run_prints_no_warning_and_passes_strict(tmp_path, capsys):
+    rows, data, resp = _grounding(tmp_path, n=2)
+    assert _cli(tmp_path, data, resp, "--strict", "--overlays", "0") == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and '"acc@0.5": 1.0' in captured.out
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["warnings"] == []
+    assert "Not comparable to the paper" not in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_missing_responses_warn_on_stderr_and_fail_strict(tmp_path, capsys):
+    rows, data, _ = _grounding(tmp_path, n=4)
+    answers = [json.dumps({"bbox_2d": json.loads(r["reward_model"]["ground_truth"])["bbox"]}) for r in rows]
+    resp = fx.write_responses(answers[:1], tmp_path / "partial.jsonl", rows)
+    assert _cli(tmp_path, data, resp, "--overlays", "0") == 0
+    err = capsys.readouterr().err
+    assert "warning: 3 of 4 rows have no response (scored as empty answers)" in err
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert report.index("## Not comparable to the paper") < report.index("## Results")
+    assert "**3 of 4 rows have no response" in report
+
+    assert _cli(tmp_path, data, resp, "--overlays", "0", "--strict") == 1
+    err = capsys.readouterr().err
+    assert "error: 3 of 4 rows have no response" in err and "error: --strict: 1 warning above" in err
+    assert (tmp_path / "o" / "metrics.json").is_file()  # the files are still written
+
+
+def test_repeated_and_out_of_limit_responses_warn(tmp_path, capsys):
+    rows, data, resp = _grounding(tmp_path, n=4)
+    lines = open(resp).read().splitlines()
+    (tmp_path / "dup.jsonl").write_text("\n".join([*lines, lines[0], lines[0]]) + "\n")
+    assert _cli(tmp_path, data, tmp_path / "dup.jsonl", "--overlays", "0") == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 extra response lines repeat a row already answered" in err
+
+    assert _cli(tmp_path, data, resp, "--overlays", "0", "--limit", "3", "--strict") == 1
+    err = capsys.readouterr().err
+    assert "error: --limit 3: only the first 3 rows were evaluated" in err
+    assert "error: 1 response line is for a row past --limit 3 and was not evaluated" in err
+    assert "--strict: 2 warnings above" in err
+
+
+def test_protocol_differences_are_warnings(tmp_path):
+    rows, _ = fx.detection_rows(n=2)
+    data = fx.write_parquet(rows, tmp_path / "val.parquet")
+    resp = fx.write_responses(["[]", "[]"], tmp_path / "r.jsonl", rows)
+    doc = evaluate_benchmark("coco", data, resp, tmp_path / "out", n_overlays=0)
+    assert any("pass --ann-file instances_val2017.json" in w for w in doc["warnings"])

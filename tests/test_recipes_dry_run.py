@@ -220,7 +220,7 @@ def test_wrong_hydra_key_fails(dry_runs):
 
 def _quick(tmp_path, *args, **env):
     """Recipe runs that stop in the shell before any Python heavy lifting."""
-    e = _env(tmp_path, MIN_PIXELS=3136, MAX_PIXELS=1003520, **env)
+    e = _env(tmp_path, **{"MIN_PIXELS": 3136, "MAX_PIXELS": 1003520, "N_GPUS_PER_NODE": 8, "ATTN_IMPL": "sdpa", **env})
     return subprocess.run(["bash", *args], cwd=tmp_path, env=e, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -318,3 +318,26 @@ def test_single_task_recipe_checks_then_trains_with_the_same_overrides(tmp_path,
     assert check.startswith("-m verl_perception.preflight -- ")
     assert train.startswith("-m verl.trainer.main_ppo ")
     assert check.split(" -- ", 1)[1] == train.split(" ", 2)[2]  # identical overrides
+
+
+def test_tiny_mode_runs_every_detection_stage_small(tmp_path):
+    """TINY=1: one GPU, the tiny model and the bundled sample, small batches that win over the
+    stages' own settings, and the command line still last."""
+    run = _quick(tmp_path, str(RECIPES / "coco_detection.sh"), "trainer.save_freq=1", DRY_RUN="args", TINY=1,
+                 TINY_DIR=tmp_path / "tiny", N_GPUS_PER_NODE=4)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    flat = [a for a in run.stdout.split("\0") if a]
+    starts = [i for i, a in enumerate(flat) if a == "algorithm.adv_estimator=grpo"]  # each stage's first
+    assert len(starts) == 2
+    for k, (i, j) in enumerate(zip(starts, [*starts[1:], len(flat)]), 1):
+        args = flat[i:j]
+        assert args[-1] == "trainer.save_freq=1"
+        get = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args}
+        assert get["trainer.n_gpus_per_node"] == "1" and get["trainer.total_training_steps"] == "1"
+        assert get["actor_rollout_ref.rollout.n"] == "2"  # over stage 2's 16: the last value wins in Hydra
+        assert [a for a in args if a.startswith("actor_rollout_ref.rollout.n=")][-1] == "actor_rollout_ref.rollout.n=2"
+        assert get["data.filter_overlong_prompts"] == "False"
+        assert f"{tmp_path}/tiny/data/bundled_sample_qwen2_5_vl_3136_50176/coco/train.parquet" in get["data.train_files"]
+        want = f"{tmp_path}/tiny/tiny_qwen2_5_vl_3136_50176" if k == 1 else "/stage1/hf"
+        assert get["actor_rollout_ref.model.path"].endswith(want)
+        assert get["+data.mm_processor_kwargs.max_pixels"] == "50176"

@@ -48,7 +48,8 @@ def _problem(report, setting):
 
 
 def test_recipe_config_passes(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg))
+    # dry run: this CPU machine's lack of GPUs and vLLM are notes, the config itself is clean
+    report = preflight.run_checks(_cfg(base_cfg), dry_run=True)
     assert report.ok, [str(p) for p in report.problems]
     assert any(n.startswith("prompt budget:") for n in report.notes)
 
@@ -276,3 +277,78 @@ def test_plugin_import_error_is_shown_not_swallowed(base_cfg, monkeypatch):
     preflight.check_reward_manager(_cfg(base_cfg, reward__reward_manager__name="not_registered"), report)
     p = _problem(report, "reward.reward_manager.name")
     assert "the plugin failed to import: ImportError: No module named 'scipy'" in p.message
+
+
+# ----------------------------------------------------------------------------------------------
+# the machine: what killed real runs after Ray had started
+
+
+def _machine(cfg, gpus=8):
+    report = preflight.Report()
+    preflight.check_runtime(cfg, report, gpus=gpus)
+    return report
+
+
+def _without(monkeypatch, *modules):
+    real = preflight.module_installed
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name not in modules and real(name))
+
+
+def test_gpus_asked_for_must_exist(base_cfg, monkeypatch):
+    monkeypatch.setattr(preflight, "module_installed", lambda name: True)
+    cfg = _cfg(base_cfg)  # the recipe's 8 GPUs on one node
+    assert cfg.trainer.n_gpus_per_node == 8 and cfg.trainer.nnodes == 1
+    p = _problem(_machine(cfg, gpus=0), "N_GPUS_PER_NODE (trainer.n_gpus_per_node)")
+    assert "no visible CUDA device" in p.message and "DRY_RUN=1" in p.message
+    p = _problem(_machine(cfg, gpus=2), "N_GPUS_PER_NODE (trainer.n_gpus_per_node)")
+    assert "asks for 8 GPUs" in p.message and "N_GPUS_PER_NODE=2" in p.message
+    assert _machine(cfg, gpus=8).ok
+    # several nodes: the other nodes' GPUs are Ray's to count
+    assert _machine(_cfg(base_cfg, trainer__nnodes=2), gpus=0).ok
+
+
+def test_v1_trainer_needs_transfer_queue(base_cfg, monkeypatch):
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name != "transfer_queue")
+    cfg = _cfg(base_cfg)
+    assert cfg.trainer.use_v1  # verl 0.9.1's default path
+    p = _problem(_machine(cfg), "trainer.use_v1")
+    assert "TransferQueue" in p.message and "verl[verl-core]" in p.message
+    assert _machine(_cfg(base_cfg, trainer__use_v1=False)).ok
+
+
+def test_transfer_queue_is_installed_by_the_verl_extra():
+    # what `pip install -e ".[verl]"` brings: the real check passes in the test environment
+    assert preflight.module_installed("transfer_queue")
+
+
+def test_vllm_rollout_needs_vllm(base_cfg, monkeypatch):
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name != "vllm")
+    p = _problem(_machine(_cfg(base_cfg)), "actor_rollout_ref.rollout.name")
+    assert "needs vllm" in p.message and "verl-perception[gpu]" in p.message
+
+
+def test_flash_attention_needs_flash_attn(base_cfg, monkeypatch):
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name != "flash_attn")
+    setting = "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)"
+    # verl's defaults: padding removal and flash_attention_2
+    cfg = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=True)
+    cfg.actor_rollout_ref.model.override_config.pop("attn_implementation", None)
+    p = _problem(_machine(cfg), setting)
+    assert "use_remove_padding=True and attn_implementation=flash_attention_2 need flash-attn" in p.message
+    assert "ATTN_IMPL=sdpa" in p.message and all(o in p.message for o in preflight.SDPA_OVERRIDES)
+    # the sdpa overrides the message names are enough
+    fixed = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=False,
+                 actor_rollout_ref__model__override_config__attn_implementation="sdpa")  # fmt: skip
+    assert _machine(fixed).ok
+    # with flash-attn installed the defaults pass
+    monkeypatch.setattr(preflight, "module_installed", lambda name: True)
+    assert _machine(cfg).ok
+
+
+def test_dry_run_reports_the_machine_as_notes(base_cfg, monkeypatch):
+    monkeypatch.setattr(preflight, "visible_gpus", lambda: 0)
+    report = preflight.run_checks(_cfg(base_cfg), dry_run=True)
+    assert report.ok
+    assert any(n.startswith("on this machine the run would fail: [N_GPUS_PER_NODE") for n in report.notes)
+    report = preflight.run_checks(_cfg(base_cfg))
+    assert "N_GPUS_PER_NODE (trainer.n_gpus_per_node)" in _settings(report)

@@ -14,7 +14,12 @@ a recipe may want another pixel budget than the one the parquet was made with. T
    ``data.mm_processor_kwargs``, exactly as the rollout calls them (``image_grid_thw`` x patch size);
 3. when that frame differs from ``extra_info["input_size"]``, rescales the ground truth into it and
    updates ``input_size`` (``+data.perception_frame_mismatch=rescale``, the default), or refuses
-   with an error naming the settings (``=error``).
+   with an error naming the settings (``=error``);
+4. checks the row's model family (``extra_info["model_family"]``: resize factor and coordinate
+   convention, :mod:`verl_perception.frame`) against the processor's (``Qwen3VLProcessor`` ->
+   ``qwen3_vl``..., or ``+data.perception_model_family=NAME``): a parquet made for another family
+   is refused (``=error``) or, as for a frame mismatch, rescaled into the processor's frame and
+   relabelled, so the reward reads the model's answers in its own convention.
 
 Every distinct frame is measured once, while the dataset is built, and the same measurements give
 verl's overlong-prompt filter its per-row decision without running the processor on every image
@@ -39,7 +44,14 @@ import numpy as np
 from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from verl_perception.frame import check_pixel_bounds, pin, rescale_ground_truth
+from verl_perception.frame import (
+    check_pixel_bounds,
+    family_of,
+    family_of_processor,
+    get_family,
+    pin,
+    rescale_ground_truth,
+)
 from verl_perception.frame import input_size as frame_input_size
 from verl_perception.length_filter import FRAME_KEYS, ImageKey, Unsupported, iter_length_keys
 
@@ -123,6 +135,7 @@ class PerceptionRLHFDataset(RLHFDataset):
 
     * ``perception_frame_mismatch``: ``rescale`` (default) or ``error``.
     * ``perception_min_pixels`` / ``perception_max_pixels``: re-pin images to these bounds.
+    * ``perception_model_family``: the model family (default: the processor's, when it tells).
     """
 
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1):
@@ -130,13 +143,15 @@ class PerceptionRLHFDataset(RLHFDataset):
         if policy not in MISMATCH_POLICIES:
             raise ValueError(f"data.perception_frame_mismatch must be one of {MISMATCH_POLICIES}, got {policy!r}")
         self.frame_policy = policy
+        named = config.get("perception_model_family")
+        # None: neither set nor told by the processor; rows then keep their own family
+        self.model_family = get_family(named) if named else family_of_processor(processor)
         lo, hi = config.get("perception_min_pixels"), config.get("perception_max_pixels")
         self.repin_bounds: tuple[int, int] | None = None
         if lo is not None or hi is not None:
-            from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-
-            bounds = (int(lo if lo is not None else DEFAULT_MIN_PIXELS), int(hi if hi is not None else DEFAULT_MAX_PIXELS))
-            check_pixel_bounds(*bounds)
+            spec = self.model_family or get_family()
+            bounds = (int(lo if lo is not None else spec.min_pixels), int(hi if hi is not None else spec.max_pixels))
+            check_pixel_bounds(*bounds, spec)
             self.repin_bounds = bounds
         self._frames: dict[tuple, ImageMeasure | None] = {}
         self._text_tokens: dict[tuple, int | None] = {}
@@ -158,8 +173,9 @@ class PerceptionRLHFDataset(RLHFDataset):
         images = example.get(self.image_key) or []
         if orig is None or len(images) != 1 or not isinstance(images[0], dict):
             return
-        new = frame_input_size(int(orig[0]), int(orig[1]), *self.repin_bounds)
-        images[0].update(pin(new))
+        spec = self.model_family or family_of(info)
+        new = frame_input_size(int(orig[0]), int(orig[1]), *self.repin_bounds, family=spec)
+        images[0].update(pin(new, spec))
         for k in ("min_pixels", "max_pixels"):
             images[0].pop(k, None)
 
@@ -203,10 +219,12 @@ class PerceptionRLHFDataset(RLHFDataset):
     def _length_keys(self, dataframe):
         """``(messages key, [ImageKey])`` per row, with the re-pinning of :meth:`_repin` applied."""
         rows = iter_length_keys(dataframe, self.prompt_key, self.image_key, (self.video_key, self.audio_key),
-                                orig_size=self.repin_bounds is not None)
-        for messages, images, orig in rows:
+                                info_fields=("orig_size", "model_family") if self.repin_bounds is not None else ())
+        for messages, images, info in rows:
+            orig = info.get("orig_size")
             if self.repin_bounds is not None and orig is not None and len(images) == 1:
-                hw = frame_input_size(int(orig[0]), int(orig[1]), *self.repin_bounds)
+                spec = self.model_family or family_of(info)
+                hw = frame_input_size(int(orig[0]), int(orig[1]), *self.repin_bounds, family=spec)
                 images = [ImageKey(None, (hw[0], hw[1], None, None))]
             yield messages, images
 
@@ -330,6 +348,22 @@ class PerceptionRLHFDataset(RLHFDataset):
         if len(items) != 1:
             self._warn_once("multi", f"rows with {len(items)} images are not frame-checked")
             return row
+        where = f"row data_source={row.get('data_source')!r} index={info.get('index')}"
+        row_family = family_of(info)
+        if self.model_family is not None and row_family is not self.model_family:
+            if self.frame_policy == "error":
+                raise FrameMismatchError(
+                    f"{where}: the parquet was preprocessed for {row_family.name} (factor {row_family.factor}, "
+                    f"{row_family.coords} coordinates) but the processor is {self.model_family.name}'s; re-run "
+                    f"preprocessing with --model-family {self.model_family.name}, or set "
+                    f"+data.perception_frame_mismatch=rescale to rescale the ground truth"
+                )
+            # The ground truth is in input-frame pixels for every family: the frame check below
+            # moves it to the processor's frame; the answers are then read in the processor's convention.
+            info = {**info, "model_family": self.model_family.name}
+            row["extra_info"] = info
+            self._warn_once("family", f"{where}: rows made for {row_family.name} are relabelled "
+                                      f"{self.model_family.name} (the processor's family; further rows: silently)")
         measured = self.measured_frame(items[0])
         if measured is None:
             self.frame_stats["unmeasured"] += 1
@@ -339,7 +373,6 @@ class PerceptionRLHFDataset(RLHFDataset):
         stored = (int(stored[0]), int(stored[1]))
         if measured == stored:
             return row
-        where = f"row data_source={row.get('data_source')!r} index={info.get('index')}"
         if self.frame_policy == "error":
             raise FrameMismatchError(
                 f"{where}: the ground truth is in the {stored[0]}x{stored[1]} (h x w) frame written at "

@@ -3,7 +3,8 @@
 Stages, each the real code a GPU run uses:
 
 1. preprocess the bundled raw samples to verl parquet (:mod:`verl_perception.preprocess.samples`);
-2. build the tiny random-init Qwen2.5-VL offline (:mod:`verl_perception.tiny_model`);
+2. build the tiny random-init Qwen2.5-VL (or, with ``--model-family qwen3_vl``, Qwen3-VL) offline
+   (:mod:`verl_perception.tiny_model`);
 3. generate greedy answers for each task's val split (:mod:`verl_perception.generate`, HF backend,
    vision tokens forbidden because the model is random);
 4. score every answer with the training reward (:func:`verl_perception.rewards.compute_score`);
@@ -11,8 +12,9 @@ Stages, each the real code a GPU run uses:
 
 A random model answers gibberish, so its rewards and metrics are (near) zero: the point is that
 every stage runs for real. So that the numbers can be checked too, steps 4 and 5 also run on the
-*reference answers*: each row's ground truth written as the model should answer it (Qwen2.5-VL
-JSON in the input frame), which must get the top reward and a perfect benchmark score (AP 1.0,
+*reference answers*: each row's ground truth written as the model should answer it (Qwen-VL
+JSON in the family's convention: input-frame pixels for Qwen2.5-VL, 0..1000 of the image for
+Qwen3-VL), which must get the top reward and a perfect benchmark score (AP 1.0,
 Acc@0.5 100%, exact counts, edit distance 0) after the evaluation maps it back to the original
 image. The same commands with a trained model give real numbers.
 """
@@ -27,6 +29,8 @@ import time
 
 # Sample directory per benchmark (both named like the evaluate --task).
 DEMO_TASKS = ("coco", "refcoco", "pixmo_count", "pageocr")
+# Families the demo can build a tiny model of, as the report names them.
+FAMILY_TITLES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
 # The top reward of each benchmark's task with the default reward config.
 MAX_REWARD = {"coco": 3.0, "refcoco": 2.0, "pixmo_count": 1.0, "pageocr": 1.0}
 
@@ -53,17 +57,23 @@ def score_file(data: str, responses: str, out: str) -> dict:
 
 
 def reference_answer(task: str, gt: dict, extra_info: dict | None = None) -> str:
-    """The answer a perfect model gives for ``gt`` (input frame), in the prompt's answer format."""
+    """The answer a perfect model gives for ``gt`` (input frame), in the prompt's answer format and
+    the row's coordinate convention (:func:`verl_perception.frame.input_to_answer`)."""
+    from verl_perception.frame import input_to_answer
+
+    def coords(xy) -> list:
+        return input_to_answer(xy, extra_info).tolist() if len(xy) else []
+
     label = str((extra_info or {}).get("expression") or (extra_info or {}).get("label") or "object")
     if task == "grounding":
-        return json.dumps([{"bbox_2d": gt["bbox"], "label": label}])
+        return json.dumps([{"bbox_2d": coords([gt["bbox"]])[0], "label": label}])
     if task == "counting":
         points = list(gt.get("points") or [])
         if not points and gt.get("count"):  # a count-only row: any points, the right number of them
             points = [[0, 0]] * int(gt["count"])
-        return json.dumps([{"point_2d": p, "label": label} for p in points])
+        return json.dumps([{"point_2d": p, "label": label} for p in coords(points)])
     if task == "detection":
-        return json.dumps([{"bbox_2d": b, "label": lab} for b, lab in zip(gt["boxes"], gt["labels"])])
+        return json.dumps([{"bbox_2d": b, "label": lab} for b, lab in zip(coords(gt["boxes"]), gt["labels"])])
     return str(gt["text"])
 
 
@@ -92,12 +102,12 @@ def _headline(task: str, metrics: dict) -> str:
     return f"{key} {fmt(key, metrics.get(key))}"
 
 
-def write_summary(out_dir: str, results: dict, elapsed: float, model_dir: str) -> str:
+def write_summary(out_dir: str, results: dict, elapsed: float, model_dir: str, family_title: str = "Qwen2.5-VL") -> str:
     """``out_dir/report.md``: one line per task, links to the task reports and a first overlay each."""
     lines = [
         "# verl-perception demo",
         "",
-        f"Bundled samples -> parquet -> tiny random Qwen2.5-VL (`{os.path.relpath(model_dir, out_dir)}`) -> "
+        f"Bundled samples -> parquet -> tiny random {family_title} (`{os.path.relpath(model_dir, out_dir)}`) -> "
         f"greedy answers -> rewards -> benchmark metrics, in {elapsed:.0f} s on CPU. The model is random, so "
         "near-zero numbers are expected: every stage ran for real.",
         "",
@@ -120,12 +130,20 @@ def write_summary(out_dir: str, results: dict, elapsed: float, model_dir: str) -
         "",
     ]
     for task, r in results.items():
-        if r["eval"]["overlays"]:
-            p = os.path.relpath(r["eval"]["overlays"][0], out_dir)
-            lines += [f"## {task}", "", f"![{task} overlay]({p})", ""]
-            first = r["first_response"]
-            shown = json.dumps(first, ensure_ascii=False)  # quoted: a random model's newlines stay visible
-            lines += ["First answer of the random model (JSON-quoted, truncated):", "", "```", shown[:300], "```", ""]
+        # prediction-vs-truth pictures: the random model's when it predicted anything, and always
+        # the reference answers' (where red must cover green)
+        shown = [("tiny random model", r["eval"]["overlays_with_prediction"][:1]),
+                 ("reference answers", r["reference_eval"]["overlays_with_prediction"][:1])]  # fmt: skip
+        lines += [f"## {task}", ""]
+        for who, paths in shown:
+            for path in paths:
+                p = os.path.relpath(path, out_dir)
+                lines += [f"{who}:", "", f"![{task}, {who}]({p})", ""]
+        if not r["eval"]["overlays_with_prediction"]:
+            lines += ["The tiny random model predicted nothing to draw on these rows (its overlays, ground truth "
+                      f"only, are in [{task}/eval/report.md]({task}/eval/report.md)).", ""]  # fmt: skip
+        quoted = json.dumps(r["first_response"], ensure_ascii=False)  # a random model's newlines stay visible
+        lines += ["First answer of the random model (JSON-quoted, truncated):", "", "```", quoted[:300], "```", ""]
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -142,16 +160,19 @@ def run_demo(
     n_overlays: int = 4,
     progress: bool = True,
     log=print,
+    model_family: str | None = None,
 ) -> dict:
     """Run the demo into ``out_dir``; returns ``{"report": path, "tasks": {task: {...}}}``.
 
-    ``limit`` caps the rows per task (None: all val rows of the samples).
+    ``limit`` caps the rows per task (None: all val rows of the samples). ``model_family``:
+    ``qwen2_5_vl`` (default) or ``qwen3_vl``, the tiny model and the frame of the parquet.
     """
+    from verl_perception.frame import get_family
     from verl_perception.evaluate import evaluate_benchmark
     from verl_perception.generate import HFGenerator, generate_file
     from verl_perception.metrics.rows import read_responses
     from verl_perception.preprocess.samples import convert_samples
-    from verl_perception.tiny_model import build_tiny_qwen2_5_vl
+    from verl_perception.tiny_model import build_tiny_model
 
     if not progress:
         from transformers.utils import logging as hf_logging
@@ -161,11 +182,13 @@ def run_demo(
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
     data_dir = os.path.join(out_dir, "data")
-    log(f"[1/5] preprocessing the bundled samples -> {data_dir}")
-    convert_samples(data_dir, tasks=tuple(tasks))
+    family = get_family(model_family)
+    title = FAMILY_TITLES.get(family.name, family.name)
+    log(f"[1/5] preprocessing the bundled samples for {title} -> {data_dir}")
+    convert_samples(data_dir, tasks=tuple(tasks), model_family=family.name)
     model_dir = os.path.join(out_dir, "tiny_model")
-    log(f"[2/5] building the tiny random Qwen2.5-VL -> {model_dir}")
-    build_tiny_qwen2_5_vl(model_dir, seed=0, dtype="float32")
+    log(f"[2/5] building the tiny random {title} -> {model_dir}")
+    build_tiny_model(model_dir, family, seed=0, dtype="float32")
     generator = HFGenerator(model_dir, device="cpu", dtype="float32", forbid_vision_tokens=True)
     results = {}
     for task in tasks:
@@ -194,7 +217,7 @@ def run_demo(
         ref_ev = evaluate_benchmark(task, data, ref_responses, os.path.join(ref_dir, "eval"), n_overlays=1, limit=limit)
         results[task] = {"generate": gen, "reward": reward, "eval": ev, "first_response": first,
                          "reference_reward": ref_reward, "reference_eval": ref_ev}  # fmt: skip
-    report = write_summary(out_dir, results, time.time() - t0, model_dir)
+    report = write_summary(out_dir, results, time.time() - t0, model_dir, title)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump({t: {"reward": r["reward"], "metrics": r["eval"]["metrics"], "report": r["eval"]["report"],
                        "overlays": r["eval"]["overlays"], "reference_reward": r["reference_reward"],
@@ -210,13 +233,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--limit", type=int, default=None, help="rows per task (default: every sample val row)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--model-family", default="qwen2_5_vl", choices=list(FAMILY_TITLES),
+                   help="tiny model and parquet frame: qwen2_5_vl (default) or qwen3_vl")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     res = run_demo(args.out, tasks=tuple(args.tasks), limit=args.limit, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
+                   batch_size=args.batch_size, progress=not args.no_progress,
+                   model_family=args.model_family)  # fmt: skip
     print(f"{'':12s} {'tiny random model':>34s} | {'reference answers (must be perfect)':>36s}")
     for task, r in res["tasks"].items():
         ours = f"reward {r['reward']['mean_score']:.3f}  {_headline(task, r['eval']['metrics'])}"

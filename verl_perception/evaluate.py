@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,15 +41,74 @@ def check_task(rows: Sequence[EvalRow], benchmark: str) -> None:
             )
 
 
+def input_warnings(answers: Sequence[dict], n_rows: int, limit: int | None) -> list[str]:
+    """What in the responses file (or ``--limit``) makes the numbers not comparable to the paper.
+
+    ``answers``: the response lines; ``n_rows``: rows read from the parquet (after ``limit``).
+    Missing responses are counted after the join (see :func:`evaluate_benchmark`).
+    """
+    warnings = []
+    if limit is not None:
+        warnings.append(
+            f"--limit {limit}: only the first {n_rows} rows were evaluated; the paper reports whole benchmark splits"
+        )
+    keyed = [int(a["row"]) for a in answers if "row" in a]
+    repeated = sum(n - 1 for n in Counter(keyed).values() if n > 1)
+    if repeated:
+        what = "1 extra response line repeats" if repeated == 1 else f"{repeated} extra response lines repeat"
+        warnings.append(f"{what} a row already answered (the last line of a row is used)")
+    past = sum(1 for i, a in enumerate(answers) if int(a.get("row", i)) >= n_rows)
+    if past and limit is not None:
+        lines = "1 response line is for a row" if past == 1 else f"{past} response lines are for rows"
+        warnings.append(f"{lines} past --limit {limit} and {'was' if past == 1 else 'were'} not evaluated")
+    return warnings
+
+
 def _xyxy(items: Sequence[dict]) -> list[list[float]]:
     return [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (x["bbox_xywh"] for x in items)]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("x") else f"{n} {word}s"
+
+
+def has_prediction(task: str, rec: dict) -> bool:
+    """Whether a per-row record holds something predicted to draw (a box, points, boxes, text)."""
+    if task == GROUNDING:
+        return bool(rec.get("pred_box"))
+    if task == COUNTING:
+        return bool(rec.get("pred_points"))
+    if task == DETECTION:
+        return bool(rec.get("pred"))
+    return bool((rec.get("pred_text") or "").strip())
+
+
+def overlay_positions(task: str, per_row: Sequence[dict], k: int) -> list[int]:
+    """``k`` rows to draw: rows with a prediction first (evenly spread), then the others."""
+    from verl_perception.viz import sample_positions
+
+    with_pred = [i for i, rec in enumerate(per_row) if has_prediction(task, rec)]
+    without = [i for i, rec in enumerate(per_row) if not has_prediction(task, rec)]
+    chosen = [with_pred[j] for j in sample_positions(len(with_pred), k)]
+    chosen += [without[j] for j in sample_positions(len(without), k - len(chosen))]
+    return chosen
+
+
+def _question(row: EvalRow) -> str:
+    """What the row asked: the referring expression (grounding) or the counted objects (counting)."""
+    info = row.extra_info
+    if info.get("expression"):
+        return f'"{info["expression"]}"'
+    if info.get("label"):
+        return f"count the {info['label']}"
+    return ""
 
 
 def _overlays(task: str, rows: Sequence[EvalRow], per_row: Sequence[dict], out_dir: str, k: int, notes: list):
     from verl_perception import viz
 
-    paths = []
-    for pos in viz.sample_positions(len(rows), k):
+    paths, with_prediction = [], []
+    for pos in overlay_positions(task, per_row, k):
         row, rec = rows[pos], per_row[pos]
         path = os.path.join(out_dir, "overlays", f"row{row.position:05d}.png")
         try:
@@ -56,25 +116,30 @@ def _overlays(task: str, rows: Sequence[EvalRow], per_row: Sequence[dict], out_d
         except EvalInputError as e:
             notes.append(f"row {row.position}: no overlay ({e})")
             continue
+        asked = _question(row)
+        head = f"row {row.position}" + (f" ({rec['group']})" if rec.get("group") else "") + (f": {asked}" if asked else "")
         if task == GROUNDING:
-            cap = f"row {row.position} {rec['group']}: IoU {rec['iou']:.2f}" + (
-                f" ({rec['why']})" if rec["why"] else ""
-            )
+            why = f" ({rec['why']})" if rec["why"] else ""
+            cap = f"{head}\nIoU {rec['iou']:.2f}{why}"
             pred = [rec["pred_box"]] if rec["pred_box"] else []
             viz.overlay_boxes(image, row.orig_size, [rec["gt_box"]], pred, path, cap)
         elif task == COUNTING:
-            cap = f"row {row.position}: predicted {rec['pred_count']}, ground truth {rec['gt_count']}"
+            cap = f"{head}\npredicted {rec['pred_count']}, ground truth {rec['gt_count']}"
             viz.overlay_points(image, row.orig_size, rec["gt_points"], rec["pred_points"], path, cap)
         elif task == DETECTION:
             gt, pred = rec["gt"], rec["pred"]
-            cap = f"row {row.position} image {rec['image_id']}: {rec['boxes']} predicted boxes, {len(gt)} ground truth"
+            cap = (f"{head}, image {rec['image_id']}\n{_plural(len(pred), 'predicted box')}, "
+                   f"{_plural(len(gt), 'ground-truth box')}")  # fmt: skip
             viz.overlay_boxes(image, row.orig_size, _xyxy(gt), _xyxy(pred), path, cap,
                               [x["label"] for x in gt], [x["label"] for x in pred])  # fmt: skip
         else:
-            cap = f"row {row.position}: edit distance {rec['edit_distance']:.3f}"
-            viz.overlay_text(image, rec["gt_text"], rec["pred_text"], path, cap)
+            cap = f"{head}: normalised edit distance {rec['edit_distance']:.3f}"
+            pred_text = None if row.response is None else rec["pred_text"]
+            viz.overlay_text(image, rec["gt_text"], pred_text, path, cap)
         paths.append(path)
-    return paths
+        if has_prediction(task, rec):
+            with_prediction.append(path)
+    return paths, with_prediction
 
 
 def _plots(task: str, metrics: dict, per_row: Sequence[dict], out_dir: str) -> list[str]:
@@ -119,18 +184,20 @@ def evaluate_benchmark(
     if not raw:
         raise EvalInputError(f"{os.fspath(data)} has no rows")
     answers = read_responses(responses)
+    warnings = input_warnings(answers, len(raw), limit)
     if limit is not None:  # responses past the first `limit` rows are not evaluated
         answers = [a for i, a in enumerate(answers) if int(a.get("row", i)) < len(raw)]
     rows = join_responses(raw, answers)
     check_task(rows, benchmark)
     missing = sum(r.response is None for r in rows)
+    if missing:
+        warnings.insert(0, f"{missing} of {len(rows)} rows have no response (scored as empty answers)")
 
     mod = task_module(task)
     result = mod.evaluate(rows, ann_file=ann_file) if task == DETECTION else mod.evaluate(rows)
     metrics, per_row = result["metrics"], result["per_row"]
     notes = list(result.get("notes", []))
-    if missing:
-        notes.insert(0, f"{missing} of {len(rows)} rows have no response (scored as empty answers)")
+    warnings += result.get("warnings", [])
 
     with open(os.path.join(out_dir, "per_row.jsonl"), "w", encoding="utf-8") as f:
         for rec in per_row:
@@ -140,13 +207,13 @@ def evaluate_benchmark(
     except ImportError as e:  # matplotlib is only needed for the plots
         plots = []
         notes.append(f"no plot: {e} (pip install matplotlib)")
-    overlays = _overlays(task, rows, per_row, out_dir, n_overlays, notes)
+    overlays, overlays_with_prediction = _overlays(task, rows, per_row, out_dir, n_overlays, notes)
 
     from verl_perception.report import write_report
 
     report = write_report(
         out_dir, benchmark, metrics, data=os.fspath(data), responses=os.fspath(responses), notes=notes,
-        images=overlays, plots=plots, summary=result.get("summary", ""),
+        images=overlays, plots=plots, summary=result.get("summary", ""), warnings=warnings,
     )  # fmt: skip
     doc = {
         "benchmark": benchmark,
@@ -157,9 +224,11 @@ def evaluate_benchmark(
         "n_rows": len(rows),
         "missing_responses": missing,
         "metrics": metrics,
+        "warnings": warnings,
         "notes": notes,
         "report": report,
         "overlays": overlays,
+        "overlays_with_prediction": overlays_with_prediction,
         "plots": plots,
     }
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
@@ -176,6 +245,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--ann-file", default=None, help="COCO instances json (coco only; default: GT from the parquet)")
     p.add_argument("--overlays", type=int, default=DEFAULT_OVERLAYS, help="how many rows get an overlay PNG")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a warning says the numbers are not comparable to the paper's",
+    )
     return p
 
 
@@ -187,9 +261,16 @@ def run(args: argparse.Namespace) -> int:
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    strict = getattr(args, "strict", False)
+    for warning in doc["warnings"]:
+        print(f"{'error' if strict else 'warning'}: {warning}", file=sys.stderr)
     m = {k: v for k, v in doc["metrics"].items() if not isinstance(v, (dict, list))}
     print(json.dumps(m, indent=None))
     print(f"report: {doc['report']}")
+    if strict and doc["warnings"]:
+        n = len(doc["warnings"])
+        print(f"error: --strict: {n} warning{'s' if n != 1 else ''} above (the files are written)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,9 +74,14 @@ def model_image(row: Mapping[str, Any]):
     """The row's image as the model sees it: decoded and resized to the pinned input frame."""
     from qwen_vl_utils import fetch_image
 
+    from verl_perception.frame import family_of
+
     h, w = input_frame(row)
     image = open_image(image_cell(row))
-    return fetch_image({"image": image, "resized_height": h, "resized_width": w})
+    # fetch_image rounds the pin to its factor (2 x image_patch_size): the row's family's, or a
+    # Qwen3-VL frame (multiples of 32) would be moved to multiples of 28
+    patch = family_of(row.get("extra_info")).patch_size
+    return fetch_image({"image": image, "resized_height": h, "resized_width": w}, image_patch_size=patch)
 
 
 # ----------------------------------------------------------------------------- resumable output
@@ -148,13 +153,13 @@ class HFGenerator:
         self.seed = seed
 
     def inputs(self, rows: Sequence[Mapping[str, Any]]):
-        """Processor outputs for a batch (``image_grid_thw`` x 14 is each row's input frame)."""
+        """Processor outputs for a batch (``image_grid_thw`` x patch size is each row's input frame)."""
         texts = [
             self.processor.apply_chat_template(chat_messages(r["prompt"]), tokenize=False, add_generation_prompt=True)
             for r in rows
         ]
         images = [model_image(r) for r in rows]
-        # The images already have their input-frame size (multiples of 28): no second resize.
+        # The images already have their input-frame size (multiples of the factor): no second resize.
         return self.processor(text=texts, images=images, padding=True, return_tensors="pt", do_resize=False)
 
     def generate(self, rows: Sequence[Mapping[str, Any]], max_new_tokens: int, temperature: float) -> list[str]:

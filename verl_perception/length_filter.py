@@ -90,11 +90,12 @@ def _column_unused(table: pa.Table, name: str) -> bool:
 
 
 def iter_length_keys(dataframe, prompt_key: str, image_key: str, other_media: tuple[str, ...] = (),
-                     orig_size: bool = False) -> Iterator[tuple[tuple, list[ImageKey], Any]]:
-    """Per row of a ``datasets.Dataset``: ``(messages key, [ImageKey per image], orig_size or None)``.
+                     info_fields: tuple[str, ...] = ()) -> Iterator[tuple[tuple, list[ImageKey], dict]]:
+    """Per row of a ``datasets.Dataset``: ``(messages key, [ImageKey per image], {field: extra_info[field]})``.
 
     ``messages key`` is ``tuple(sorted(message.items()))`` per message (rebuild a message with
-    ``dict(...)``). ``orig_size`` is ``extra_info["orig_size"]`` when asked for (re-pinning needs it).
+    ``dict(...)``). ``info_fields`` are the ``extra_info`` fields wanted (re-pinning needs
+    ``orig_size`` and ``model_family``); missing ones read ``None``.
     Raises :class:`Unsupported` for tables the split count does not cover: rows with videos or audio
     (``other_media`` columns), image lists that are not dicts, structured message content.
     """
@@ -102,7 +103,7 @@ def iter_length_keys(dataframe, prompt_key: str, image_key: str, other_media: tu
     if prompt_key not in names:
         raise Unsupported(f"no {prompt_key!r} column")
     cols = [prompt_key] + [c for c in (image_key, *other_media) if c in names]
-    if orig_size and "extra_info" in names:
+    if info_fields and "extra_info" in names:
         cols.append("extra_info")
     view = dataframe.select_columns(cols).with_format("arrow")
     for start in range(0, len(view), BATCH_ROWS):
@@ -111,16 +112,20 @@ def iter_length_keys(dataframe, prompt_key: str, image_key: str, other_media: tu
             if not _column_unused(table, media):
                 raise Unsupported(f"rows with {media!r}")
         prompts = table.column(prompt_key).to_pylist()
-        origs = [None] * len(prompts)
-        if orig_size and "extra_info" in table.column_names:
+        infos: list[dict] = [{} for _ in prompts]
+        if info_fields and "extra_info" in table.column_names:
             info = table.column("extra_info")
-            if pa.types.is_struct(info.type) and info.type.get_field_index("orig_size") >= 0:
-                origs = pc.struct_field(info, "orig_size").to_pylist()
+            if not pa.types.is_struct(info.type):
+                raise Unsupported(f"extra_info of type {info.type}")
+            for f in info_fields:
+                if info.type.get_field_index(f) >= 0:
+                    for d, v in zip(infos, pc.struct_field(info, f).to_pylist()):
+                        d[f] = v
         images: list[list[ImageKey]] = [[] for _ in prompts]
         if image_key in table.column_names:
             _image_keys(table.column(image_key), images)
-        for msgs, imgs, orig in zip(prompts, images, origs):
-            yield _messages_key(msgs), imgs, orig
+        for msgs, imgs, info in zip(prompts, images, infos):
+            yield _messages_key(msgs), imgs, info
 
 
 def _image_keys(column: pa.ChunkedArray, out: list[list[ImageKey]]) -> None:

@@ -14,15 +14,24 @@ config ``python -m verl.trainer.main_ppo <hydra overrides>`` would run and check
 3. The ``perception`` reward manager is in verl's reward-loop registry (the ``verl.plugins`` entry
    point loaded) and ``reward.reward_kwargs`` are valid per-task reward options.
 4. The dataset adapter (``data.custom_cls``) resolves the way verl resolves it.
-5. The coordinate frame: for a few parquet rows, the image verl will feed the model (verl's
+5. The model family (``verl_perception.frame``: resize factor, pixel bounds, coordinate convention)
+   of the model (its ``config.json``, or its hub name; ``data.perception_model_family`` overrides),
+   of the local processor (its patch size) and of the parquet rows (``extra_info.model_family``)
+   agree.
+   The coordinate frame: for a few parquet rows, the image verl will feed the model (verl's
    ``process_image`` on the stored image dict, then the processor's resize with the effective
    pixel bounds) has exactly ``extra_info["input_size"]``, and the bounds stated in the image
    dict, if any, equal the recipe's.
-6. The prompt budget: ``data.max_prompt_length`` >= image tokens allowed by max_pixels / 28² +
+6. The prompt budget: ``data.max_prompt_length`` >= image tokens allowed by max_pixels / factor² +
    the instruction (counted with the model's tokenizer when it is on local disk; otherwise
    estimated as one token per two UTF-8 bytes + 48 tokens of chat template, which over-counts
    Qwen's tokenizer by about 2x on English text).
 7. Batch sizes the data-parallel split needs and the token budget of dynamic batching.
+8. The machine (skipped by ``--dry-run``, which reports them as notes): the GPUs asked for exist
+   on a single node; every module the chosen trainer path imports is installed (TransferQueue for
+   verl's default V1 trainer, vLLM or SGLang for the rollout); flash-attn is installed when the
+   config needs it (``use_remove_padding=True`` or ``attn_implementation=flash_attention_2``).
+   These are what killed real runs only after Ray had started.
 
 Every problem names the setting to change. Exit status: 0 clean, 2 problems found, 1 when the
 config does not even compose.
@@ -41,12 +50,20 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-from verl_perception.frame import DEFAULT_FRAME, FrameSpec
+from verl_perception.frame import (
+    DEFAULT_FRAME,
+    LEGACY_FAMILY,
+    QWEN2_5_VL,
+    FrameSpec,
+    UnknownFamilyError,
+    family_of_model,
+    get_family,
+)
 
 # Published preprocessor_config.json bounds of Qwen2.5-VL-*-Instruct, used when the model is not
-# on local disk and the recipe does not set data.mm_processor_kwargs.
-QWEN2_5_VL_PROCESSOR_MIN_PIXELS = 3136
-QWEN2_5_VL_PROCESSOR_MAX_PIXELS = 12845056
+# on local disk and the recipe does not set data.mm_processor_kwargs (each family's: frame.py).
+QWEN2_5_VL_PROCESSOR_MIN_PIXELS = QWEN2_5_VL.processor_min_pixels
+QWEN2_5_VL_PROCESSOR_MAX_PIXELS = QWEN2_5_VL.processor_max_pixels
 
 # Token estimate when no tokenizer is available: Qwen2.5's BPE averages about 4 UTF-8 bytes per
 # token on English; 2 bytes per token over-counts on purpose. The template overhead covers the
@@ -249,10 +266,11 @@ class PixelBounds:
     min_pixels: int
     max_pixels: int
     source: str  # where they came from, for messages
+    factor: int = DEFAULT_FRAME.factor  # the model family's resize factor (one image token per factor²)
 
     @property
     def max_image_tokens(self) -> int:
-        return self.max_pixels // (DEFAULT_FRAME.factor**2)
+        return self.max_pixels // (self.factor**2)
 
 
 @dataclass(frozen=True)
@@ -267,6 +285,7 @@ class Row:
     images: tuple[dict, ...]
     messages: tuple[dict, ...]
     stated_bounds: tuple[int | None, int | None] = (None, None)  # min/max_pixels the parquet was made with
+    model_family: str | None = None  # extra_info.model_family (None: written before families, Qwen2.5-VL)
 
 
 def _as_list(files) -> list[str]:
@@ -315,6 +334,7 @@ def read_rows(path: str, n: int) -> list[Row]:
                 images=images,
                 messages=tuple(msgs or ()),
                 stated_bounds=stated,
+                model_family=extra.get("model_family"),
             )
         )
     return rows
@@ -356,15 +376,82 @@ def _processor_config_bounds(model_path: str) -> tuple[tuple[int, int], str] | N
     return None
 
 
-def effective_pixel_bounds(cfg, report: Report) -> PixelBounds:
+def _processor_patch_size(model_path: str) -> tuple[int, str] | None:
+    """``(patch_size, file)`` of a local model's image processor, or None."""
+    root = os.path.expanduser(model_path)
+    for name, section in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                pc = json.load(f)
+            patch = (pc.get(section) or {} if section else pc).get("patch_size")
+            if patch is not None:
+                return int(patch), path
+    return None
+
+
+def check_model_family(cfg, rows: Sequence[Row], report: Report, pending_model: bool = False) -> FrameSpec:
+    """The run's model family, checked against the local processor and the parquet rows.
+
+    ``data.perception_model_family`` when set, else the model's (``config.json`` ``model_type``, or
+    its hub name), else the rows' (a model produced by an earlier stage), else Qwen2.5-VL.
+    """
+    model_path = str(cfg.actor_rollout_ref.model.path)
+    model_spec, how = None, ""
+    if not pending_model:
+        try:
+            model_spec, how = family_of_model(os.path.expanduser(model_path)), f"of {model_path}"
+        except (UnknownFamilyError, OSError, ValueError) as exc:
+            report.notes.append(f"model family: {exc}")
+    named = cfg.data.get("perception_model_family")
+    spec = None
+    if named:
+        try:
+            spec, how = get_family(str(named)), "data.perception_model_family"
+        except UnknownFamilyError as exc:
+            report.add("data.perception_model_family", str(exc))
+        if spec is not None and model_spec is not None and spec is not model_spec:
+            report.add("data.perception_model_family", f"{spec.name}, but {model_path} is a {model_spec.name} model")
+    spec = spec or model_spec
+    row_families = {}
+    for row in rows:
+        try:
+            fam = get_family(row.model_family) if row.model_family else LEGACY_FAMILY
+        except UnknownFamilyError as exc:
+            report.add("data preprocessing (--model-family)", f"{row.file} row {row.index}: {exc}")
+            continue
+        row_families.setdefault(fam.name, (fam, row))
+    if spec is None:
+        spec = next(iter(row_families.values()))[0] if row_families else DEFAULT_FRAME
+        how = "of the parquet rows" if row_families else "the default"
+    for name, (fam, row) in row_families.items():
+        if fam is not spec:
+            report.add(
+                "data preprocessing (--model-family)",
+                f"{row.file} row {row.index}: the parquet was preprocessed for {name} (factor {fam.factor}, "
+                f"{fam.coords} coordinates) but the model is {spec.name} ({how}): re-run data_preprocess/ "
+                f"with --model-family {spec.name}",
+            )
+    patch = None if pending_model else _processor_patch_size(model_path)
+    if patch is not None and patch[0] != spec.patch_size:
+        report.add(
+            "MODEL_PATH (actor_rollout_ref.model.path)",
+            f"{patch[1]}: image patch size {patch[0]}, but the {spec.name} family's is {spec.patch_size}",
+        )
+    report.notes.append(f"model family: {spec.name} ({how}; factor {spec.factor}, {spec.coords} coordinates)")
+    return spec
+
+
+def effective_pixel_bounds(cfg, report: Report, frame: FrameSpec = DEFAULT_FRAME) -> PixelBounds:
     """Bounds the processor applies: ``data.mm_processor_kwargs`` (threaded by verl to the dataset
-    and to the rollout server) over the model's ``preprocessor_config.json``."""
+    and to the rollout server) over the model's ``preprocessor_config.json`` (over the family's
+    published processor defaults when the model is not on local disk)."""
     kw = cfg.data.get("mm_processor_kwargs") or {}
     model_path = str(cfg.actor_rollout_ref.model.path)
     found = _processor_config_bounds(model_path)
     if found is None:
-        base, base_src = (QWEN2_5_VL_PROCESSOR_MIN_PIXELS, QWEN2_5_VL_PROCESSOR_MAX_PIXELS), (
-            "Qwen2.5-VL's published processor defaults (model not on local disk)"
+        base, base_src = (frame.processor_min_pixels, frame.processor_max_pixels), (
+            f"{frame.name}'s published processor defaults (model not on local disk)"
         )
     else:
         base, base_src = found
@@ -377,7 +464,7 @@ def effective_pixel_bounds(cfg, report: Report) -> PixelBounds:
     lo, hi = int(lo), int(hi)
     if lo > hi:
         report.add("data.mm_processor_kwargs.min_pixels", f"min_pixels={lo} exceeds max_pixels={hi}")
-    return PixelBounds(lo, hi, src)
+    return PixelBounds(lo, hi, src, frame.factor)
 
 
 def _decode(image: Mapping) -> Any:
@@ -511,7 +598,7 @@ def check_prompt_length(cfg, rows: Sequence[Row], bounds: PixelBounds, report: R
         report.add(
             "data.max_prompt_length",
             f"{need} prompt tokens may be needed ({bounds.max_image_tokens} image tokens = max_pixels "
-            f"{bounds.max_pixels} / {DEFAULT_FRAME.factor}² + {n_text} instruction tokens, {how}; "
+            f"{bounds.max_pixels} / {bounds.factor}² + {n_text} instruction tokens, {how}; "
             f"{row.file} row {row.index}) but data.max_prompt_length={budget}: raise it to at least "
             f"{need}, or lower MAX_PIXELS",
         )
@@ -557,6 +644,99 @@ def check_batches(cfg, report: Report) -> None:
         )
 
 
+# ----------------------------------------------------------------------------------------------
+# the machine: GPUs and the modules verl will import after Ray starts
+
+# Shown by every flash-attn problem: the overrides the recipes apply themselves with ATTN_IMPL=sdpa.
+SDPA_OVERRIDES = (
+    "actor_rollout_ref.model.use_remove_padding=False",
+    "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+)
+
+ROLLOUT_INSTALL = {
+    "vllm": 'pip install "verl-perception[gpu]" (verl[vllm]: vLLM 0.24.0, torch 2.11.0)',
+    "sglang": 'pip install "verl[sglang]"',
+}
+
+
+def module_installed(name: str) -> bool:
+    """Whether ``import name`` would find the module (without importing heavy packages)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applied); 0 without torch or CUDA."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:
+        return 0
+
+
+def attention_implementation(cfg) -> str:
+    """What verl builds the FSDP actor with: ``model.override_config.attn_implementation``,
+    flash_attention_2 when unset (verl's HFModelConfig default)."""
+    override = cfg.actor_rollout_ref.model.get("override_config") or {}
+    return str(override.get("attn_implementation", "flash_attention_2"))
+
+
+def check_runtime(cfg, report: Report, *, gpus: int | None = None) -> None:
+    """Problems that otherwise surface only inside Ray workers, minutes into a run."""
+    nodes, per_node = int(cfg.trainer.nnodes), int(cfg.trainer.n_gpus_per_node)
+    if nodes == 1:
+        have = visible_gpus() if gpus is None else gpus
+        if have == 0:
+            report.add(
+                "N_GPUS_PER_NODE (trainer.n_gpus_per_node)",
+                f"the run asks for {per_node} GPU(s) but this machine has no visible CUDA device "
+                "(torch.cuda.device_count() == 0): run on a GPU node, or check the config on CPU with DRY_RUN=1",
+            )
+        elif have < per_node:
+            report.add(
+                "N_GPUS_PER_NODE (trainer.n_gpus_per_node)",
+                f"the run asks for {per_node} GPUs on 1 node but this machine has {have} visible CUDA "
+                f"device(s): set N_GPUS_PER_NODE={have} (and batch sizes that split over {have}), or free "
+                "the GPUs / fix CUDA_VISIBLE_DEVICES",
+            )
+    else:
+        report.notes.append(f"{nodes} nodes: GPUs of the other nodes are counted by Ray, not here")
+
+    if bool(cfg.trainer.get("use_v1", False)):
+        if not module_installed("transfer_queue"):
+            report.add(
+                "trainer.use_v1",
+                "verl's V1 trainer (its default) imports TransferQueue, which is not installed: "
+                'pip install "verl[verl-core]" (included in verl-perception[verl]), or run the legacy '
+                "trainer with trainer.use_v1=False",
+            )
+    rollout = str(cfg.actor_rollout_ref.rollout.name)
+    if rollout in ROLLOUT_INSTALL and not module_installed(rollout):
+        report.add(
+            "actor_rollout_ref.rollout.name",
+            f"the {rollout} rollout needs {rollout}, which is not installed: {ROLLOUT_INSTALL[rollout]}",
+        )
+
+    model = cfg.actor_rollout_ref.model
+    attn = attention_implementation(cfg)
+    needs_fa = [k for k, on in (
+        ("actor_rollout_ref.model.use_remove_padding=True", bool(model.get("use_remove_padding", False))),
+        (f"attn_implementation={attn}", attn == "flash_attention_2"),
+    ) if on]
+    if needs_fa and not module_installed("flash_attn"):
+        report.add(
+            "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)",
+            f"{' and '.join(needs_fa)} need flash-attn, which is not installed: install it for your CUDA and "
+            'torch (e.g. pip install "verl[flash-attn-cu130torch211]"), or train with PyTorch sdpa: '
+            f"ATTN_IMPL=sdpa in the recipes, i.e. the overrides {' '.join(SDPA_OVERRIDES)}",
+        )
+
+
 def check_model_path(cfg, report: Report, pending_model: bool) -> None:
     path = str(cfg.actor_rollout_ref.model.path)
     local = path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
@@ -570,9 +750,21 @@ def check_model_path(cfg, report: Report, pending_model: bool) -> None:
 # driver
 
 
-def run_checks(cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bool = False) -> Report:
-    """Every check on a composed (unresolved) config; never raises for a failed check."""
+def run_checks(
+    cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bool = False, dry_run: bool = False
+) -> Report:
+    """Every check on a composed (unresolved) config; never raises for a failed check.
+
+    ``dry_run``: the config is checked on another machine than the one that will train (a CPU
+    laptop, CI), so the machine's problems become notes instead of failures.
+    """
     report = Report()
+    if dry_run:
+        machine = Report()
+        check_runtime(cfg, machine)
+        report.notes.extend(f"on this machine the run would fail: {p}" for p in machine.problems)
+    else:
+        check_runtime(cfg, report)
     check_verl(cfg, report)
     check_reward_manager(cfg, report)
     check_reward_options(cfg, report)
@@ -580,7 +772,6 @@ def run_checks(cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bo
     check_batches(cfg, report)
     check_model_path(cfg, report, pending_model)
     files = check_data_files(cfg, report)
-    bounds = effective_pixel_bounds(cfg, report)
     rows: list[Row] = []
     for key, paths in files.items():
         for p in paths:
@@ -589,13 +780,13 @@ def run_checks(cfg, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, pending_model: bo
                     rows.extend(read_rows(os.path.expanduser(p), sample_rows))
                 except Exception as exc:
                     report.add(key, f"{p} is not a readable parquet file: {type(exc).__name__}: {exc}")
+    family = check_model_family(cfg, rows, report, pending_model)
+    bounds = effective_pixel_bounds(cfg, report, family)
     repin = None
     lo, hi = cfg.data.get("perception_min_pixels"), cfg.data.get("perception_max_pixels")
     if lo is not None or hi is not None:
-        from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-
-        repin = (int(lo if lo is not None else DEFAULT_MIN_PIXELS), int(hi if hi is not None else DEFAULT_MAX_PIXELS))
-    check_frames(rows, bounds, report, repin)
+        repin = (int(lo if lo is not None else family.min_pixels), int(hi if hi is not None else family.max_pixels))
+    check_frames(rows, bounds, report, repin, family)
     tokenizer = None if pending_model else load_local_tokenizer(str(cfg.actor_rollout_ref.model.path))
     check_prompt_length(cfg, rows, bounds, report, tokenizer)
     return report
@@ -614,6 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the model path is produced by an earlier stage that has not run yet (multi-stage dry runs)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="this machine will not train (DRY_RUN=1): report missing GPUs and modules as notes, not problems",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = parser.parse_args(argv)
 
@@ -627,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # verl prints progress to stdout; keep stdout for the config alone (it may be piped to a file).
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_checks(cfg, sample_rows=args.rows, pending_model=args.pending_model)
+        report = run_checks(cfg, sample_rows=args.rows, pending_model=args.pending_model, dry_run=args.dry_run)
     for note in report.notes:
         print(f"preflight: {note}", file=sys.stderr)
     if report.ok:

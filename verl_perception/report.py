@@ -1,8 +1,8 @@
 """Markdown reports: our numbers, the paper's beside them, pictures and notes.
 
-The paper's values live in :data:`PAPER_RESULTS` (one place). Only numbers stated in
-``PAPER.md`` (arXiv 2504.07954 as read for this project) are filled in; every other cell reads
-"not stated" rather than an invented value.
+The paper's values live in :data:`PAPER_RESULTS` (one place). Only numbers the paper
+(arXiv 2504.07954) reports are filled in; every other cell reads "not stated" rather than an
+invented value.
 """
 
 from __future__ import annotations
@@ -94,7 +94,11 @@ def paper_table(benchmark: str, metrics: Mapping) -> list[str]:
         r1 = spec["r1"].get(key, NOT_STATED)
         rows.append((name, ours, base, r1))
     lines = _table(["metric", "this run", f"{BASE_MODEL} (paper)", "Perception-R1 (paper)"], rows)
-    lines += ["", f'Paper\'s stated result: {spec["gain"]}. Cells marked "{NOT_STATED}" are not given in PAPER.md.']
+    lines += [
+        "",
+        f'Paper\'s stated result: {spec["gain"]}. "{NOT_STATED}": the paper does not report that number '
+        "(arXiv 2504.07954).",
+    ]
     if benchmark == "refcoco":
         for g, m in (metrics.get("groups") or {}).items():
             lines.append(f"- {g}: Acc@0.5 {fmt('acc@0.5', m.get('acc@0.5'))}")
@@ -112,8 +116,12 @@ def write_report(
     images: Sequence[str] = (),
     plots: Sequence[str] = (),
     summary: str = "",
+    warnings: Sequence[str] = (),
 ) -> str:
-    """Write ``out_dir/report.md`` and return its path; picture paths are linked relative to it."""
+    """Write ``out_dir/report.md`` and return its path; picture paths are linked relative to it.
+
+    ``warnings`` (what makes the numbers not comparable to the paper's) come first, under the title.
+    """
     out_dir = os.fspath(out_dir)
     rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731
     lines = [f"# Evaluation: {benchmark}", ""]
@@ -121,6 +129,8 @@ def write_report(
         lines.append(f"- data: `{data}`")
     if responses:
         lines.append(f"- responses: `{responses}`")
+    if warnings:
+        lines += ["", "## Not comparable to the paper", "", *[f"- **{w}**" for w in warnings]]
     lines += ["", "## Results", "", *metric_tables(metrics), ""]
     lines += ["## Comparison with the paper", "", *paper_table(benchmark, metrics), ""]
     if summary:

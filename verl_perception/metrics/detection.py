@@ -2,8 +2,9 @@
 
 Protocol: every answer item with a valid ``bbox_2d`` and a label is one detection (items are
 read by the shared parser's :func:`~verl_perception.parsing.item_box` /
-:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are mapped from the input
-frame back to the original image exactly (:func:`verl_perception.frame.to_original`), clipped
+:func:`~verl_perception.parsing.item_label`, corners ordered). Boxes are read in the row's
+answer convention and mapped back to the original image exactly (``EvalRow.answer_to_original``:
+the model family's convention -> input frame -> original, :mod:`verl_perception.frame`), clipped
 to the image, converted to COCO ``[x, y, w, h]`` and given the category id whose name equals the
 label. **Confidence:** a generative model gives no scores, so each box gets score 1.0 (the
 authors' choice) unless the item carries a finite numeric ``"score"``; with equal scores COCOeval
@@ -185,7 +186,7 @@ def detections_for_row(row: EvalRow, name_to_id: Mapping[str, int]) -> tuple[lis
         scores.append(score if math.isfinite(score) else DEFAULT_SCORE)
     if not boxes:
         return [], stats
-    xyxy = clip_to_image(order_corners(row.to_original(np.asarray(boxes))), row.orig_size)
+    xyxy = clip_to_image(order_corners(row.answer_to_original(np.asarray(boxes))), row.orig_size)
     xywh = xyxy_to_xywh(xyxy)
     dets = [
         {"image_id": iid, "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
@@ -242,11 +243,19 @@ def coco_eval(gt, dets: list[dict], img_ids: Sequence[int] | None = None) -> dic
 
 
 def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None) -> dict:
-    """Score detection rows: ``{"metrics": {...}, "per_row": [...], "notes": [...]}``."""
-    notes = []
+    """Score detection rows: ``{"metrics": {...}, "per_row": [...], "notes": [...], "warnings": [...]}``.
+
+    ``warnings`` name what makes the numbers differ from the official COCO evaluation.
+    """
+    notes, warnings = [], []
     if ann_file:
         gt = load_coco(ann_file)
         notes.append(f"ground truth: {os.fspath(ann_file)} (restricted to the {len(rows)} evaluated images)")
+        if len({_image_id(r) for r in rows}) < len(gt.imgs):
+            warnings.append(
+                f"{len({_image_id(r) for r in rows})} of the {len(gt.imgs)} images of {os.path.basename(ann_file)} "
+                "were evaluated: AP on a subset is not the paper's COCO val2017 AP"
+            )
         for row in rows:
             iid = _image_id(row)
             if iid not in gt.imgs:
@@ -259,9 +268,9 @@ def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None)
                 )
     else:
         gt = load_coco(gt_from_rows(rows))
-        notes.append(
-            "ground truth: built from the parquet rows (box areas, no crowd regions): "
-            "pass --ann-file for the official numbers"
+        warnings.append(
+            "ground truth built from the parquet rows (box areas, no crowd regions), not COCO's annotation "
+            "file: pass --ann-file instances_val2017.json for numbers comparable to the paper"
         )
     name_to_id = {_norm(c["name"]): int(c["id"]) for c in gt.dataset["categories"]}
     dets, per_row = [], []
@@ -281,6 +290,7 @@ def evaluate(rows: Sequence[EvalRow], ann_file: str | os.PathLike | None = None)
     summary = result.pop("summary")
     metrics = {**result, "n": len(rows), **{f"num_{k}": v for k, v in totals.items()}}
     notes.append(f"score {DEFAULT_SCORE} per box unless the answer item carries a numeric 'score'")
+    # the model's own misses (scored as such, as COCO's evaluation does), not a protocol difference
     if totals["unknown_label"]:
         notes.append(f"{totals['unknown_label']} predicted boxes had a label outside the categories and were dropped")
-    return {"metrics": metrics, "per_row": per_row, "notes": notes, "summary": summary}
+    return {"metrics": metrics, "per_row": per_row, "notes": notes, "warnings": warnings, "summary": summary}

@@ -34,7 +34,7 @@ def gt_box(row: EvalRow) -> np.ndarray:
 
 
 def predicted_box(response: str | None) -> tuple[np.ndarray | None, str]:
-    """The answer's first valid box ``(4,)`` (input frame), or ``(None, reason)``."""
+    """The answer's first valid box ``(4,)`` (as written: the row's answer convention), or ``(None, reason)``."""
     parsed = parse_answer(response or "")
     boxes, _, _ = boxes_from_answer(parsed)
     if len(boxes) == 0:
@@ -95,7 +95,7 @@ def evaluate(rows: Sequence[EvalRow]) -> dict:
         box, why = predicted_box(row.response)
         reasons.append(why if row.response is not None else "no response")
         if box is not None:
-            clean, ok = sanitize_boxes(row.to_original(box[None]))
+            clean, ok = sanitize_boxes(row.answer_to_original(box[None]))
             pred[i], valid[i] = clean[0], bool(ok[0])
     ious = np.where(valid, elementwise_iou(pred, gt), 0.0)
     centres = centre_hits(pred, gt, valid)

@@ -113,13 +113,16 @@ def summarize(pages: Sequence[dict]) -> dict:
 
 
 def evaluate(rows: Sequence[EvalRow]) -> dict:
-    """Score OCR rows: ``{"metrics": {...}, "per_row": [...], "notes": [...]}``."""
+    """Score OCR rows: ``{"metrics": {...}, "per_row": [...], "notes": [...], "warnings": [...]}``.
+
+    ``warnings`` name what makes the numbers differ from the paper's protocol (evaluate prints them).
+    """
     from verl_perception.metrics.wordnet import load_wordnet
 
     wordnet, wn_source = load_wordnet()
-    notes = []
+    notes, warnings = [], []
     if wordnet is None:
-        notes.append(f"METEOR unavailable: {wn_source}")
+        warnings.append(f"METEOR not computed (reported as n/a): {wn_source}")
     else:
         notes.append(f"METEOR synonyms from {wn_source}")
     pages, per_row = [], []
@@ -137,7 +140,7 @@ def evaluate(rows: Sequence[EvalRow]) -> dict:
              **s, "pred_text": pred, "gt_text": gt}
         )  # fmt: skip
     if any(p["chinese"] for p in pages) and _jieba() is None:
-        notes.append("jieba is not installed: Chinese pages were tokenised per character")
+        warnings.append("jieba is not installed: Chinese pages were tokenised per character, not per word")
     metrics = summarize(pages)
     metrics["groups"] = {k: summarize([pages[i] for i in idx]) for k, idx in sorted(groups.items())}
-    return {"metrics": metrics, "per_row": per_row, "notes": notes}
+    return {"metrics": metrics, "per_row": per_row, "notes": notes, "warnings": warnings}

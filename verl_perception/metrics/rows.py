@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_perception.frame import to_original
+from verl_perception.frame import answer_to_input, family_of, to_original
 from verl_perception.rewards import GroundTruthError, load_ground_truth
 
 
@@ -139,6 +139,11 @@ class EvalRow:
         """Input-frame ``(..., 2k)`` coordinates -> original-image pixels (exact scale)."""
         return to_original(xy, self.input_size, self.orig_size)
 
+    def answer_to_original(self, xy: np.ndarray) -> np.ndarray:
+        """The model's ``(..., 2k)`` answer coordinates (the row's family convention, e.g. Qwen3-VL's
+        0..1000) -> original-image pixels."""
+        return self.to_original(answer_to_input(xy, self.extra_info, self.input_size))
+
     def image(self):
         """The row's image as stored (original, or already resized: viz maps boxes to its size)."""
         return open_image(image_cell(self.row))
@@ -159,6 +164,10 @@ def make_eval_row(position: int, row: Mapping[str, Any], response: str | None) -
         raise EvalInputError(f"{where}: extra_info['input_size'] is missing (the frame the model saw)")
     input_size = _size(extra["input_size"], "input_size", where)
     orig_size = _size(extra.get("orig_size", extra["input_size"]), "orig_size", where)
+    try:
+        family_of(extra)
+    except ValueError as e:
+        raise EvalInputError(f"{where}: extra_info['model_family']: {e}") from e
     return EvalRow(
         position=position,
         data_source=str(row.get("data_source", "")),

@@ -23,7 +23,7 @@ from verl_perception.preprocess import runner
 from verl_perception.preprocess.coco_json import CocoIndex, load_coco
 from verl_perception.preprocess.images import load_image
 from verl_perception.preprocess.prompts import detection_prompt
-from verl_perception.preprocess.rows import Skip, frame_for, make_row, round_coords
+from verl_perception.preprocess.rows import DEFAULT_FAMILY, Skip, frame_for, make_row, round_coords
 from verl_perception.tasks import DETECTION
 
 DATA_SOURCE = "coco"
@@ -39,6 +39,7 @@ class Context:
     category_ids: tuple[int, ...]
     category_names: tuple[str, ...]
     instruction: str
+    model_family: str = DEFAULT_FAMILY  # the frame.FAMILIES entry the rows are written for
 
 
 def iter_records(index: CocoIndex, keep_empty: bool):
@@ -81,7 +82,7 @@ def build(ctx: Context, record: dict):
     if (ann_h, ann_w) != (0, 0) and (ann_h, ann_w) != img.size:
         raise Skip("size_mismatch", f"annotation says {ann_h}x{ann_w}, the file is {img.size[0]}x{img.size[1]}")
     orig = img.size
-    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels)
+    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels, ctx.model_family)
 
     boxes = xywh_to_xyxy(np.asarray(record["boxes"], dtype=np.float64).reshape(-1, 4))
     problems = box_problems(boxes, orig)
@@ -106,6 +107,7 @@ def build(ctx: Context, record: dict):
         file_name=record["file_name"],
         min_pixels=ctx.min_pixels,
         max_pixels=ctx.max_pixels,
+        model_family=ctx.model_family,
         extra={
             "gt_category_ids": cats,
             "category_names": list(ctx.category_names),
@@ -123,6 +125,7 @@ def convert(
     *,
     min_pixels: int,
     max_pixels: int,
+    model_family: str = DEFAULT_FAMILY,
     workers: int = 1,
     strict: bool = False,
     keep_empty: bool | None = None,
@@ -143,6 +146,7 @@ def convert(
         category_ids=tuple(ids),
         category_names=tuple(names),
         instruction=detection_prompt(names),
+        model_family=model_family,
     )
     if keep_empty is None:
         keep_empty = split != "train"
@@ -181,7 +185,8 @@ def main(argv: list[str] | None = None) -> runner.Summary:
     with runner.cli_errors():
         summary = convert(
             args.ann_file, args.image_dir, args.output_dir, args.split,
-            min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers, strict=args.strict,
+            min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
+            workers=args.workers, strict=args.strict,
             keep_empty=args.keep_empty, limit=args.limit, row_group_rows=args.row_group_size, progress=not args.quiet,
         )
     return runner.finish(summary)

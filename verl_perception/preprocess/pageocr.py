@@ -27,7 +27,7 @@ from pathlib import Path
 from verl_perception.preprocess import runner
 from verl_perception.preprocess.images import load_image
 from verl_perception.preprocess.prompts import ocr_prompt
-from verl_perception.preprocess.rows import Skip, frame_for, make_row
+from verl_perception.preprocess.rows import DEFAULT_FAMILY, Skip, frame_for, make_row
 from verl_perception.tasks import OCR
 
 DATA_SOURCE = "pageocr"
@@ -42,6 +42,7 @@ class Context:
     max_pixels: int
     image_key: str = "image"
     text_key: str = "text"
+    model_family: str = DEFAULT_FAMILY  # the frame.FAMILIES entry the rows are written for
 
 
 def read_records(path: str | os.PathLike):
@@ -98,7 +99,7 @@ def build(ctx: Context, record: dict):
     if not text.strip():
         raise Skip("empty_text", f"record {n}")
     img = load_image(os.path.join(ctx.image_dir, image))
-    inp = frame_for(img.size, ctx.min_pixels, ctx.max_pixels)
+    inp = frame_for(img.size, ctx.min_pixels, ctx.max_pixels, ctx.model_family)
     row = make_row(
         data_source=DATA_SOURCE,
         task=OCR,
@@ -112,6 +113,7 @@ def build(ctx: Context, record: dict):
         file_name=image,
         min_pixels=ctx.min_pixels,
         max_pixels=ctx.max_pixels,
+        model_family=ctx.model_family,
     )
     return row, {}
 
@@ -124,6 +126,7 @@ def convert(
     *,
     min_pixels: int,
     max_pixels: int,
+    model_family: str = DEFAULT_FAMILY,
     workers: int = 1,
     strict: bool = False,
     image_key: str = "image",
@@ -133,7 +136,7 @@ def convert(
     progress: bool = True,
 ) -> runner.Summary:
     """Convert one page-OCR annotation file; returns the run's summary."""
-    ctx = Context(str(image_dir), split, min_pixels, max_pixels, image_key, text_key)
+    ctx = Context(str(image_dir), split, min_pixels, max_pixels, image_key, text_key, model_family)
     return runner.run(
         runner.limited(iter_records(ann_file), limit),
         partial(build, ctx),
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> runner.Summary:
     with runner.cli_errors():
         summary = convert(
             args.ann_file, args.image_dir, args.output_dir, args.split,
-            min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers, strict=args.strict,
+            min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
+            workers=args.workers, strict=args.strict,
             image_key=args.image_key, text_key=args.text_key, limit=args.limit,
             row_group_rows=args.row_group_size, progress=not args.quiet,
         )

@@ -38,7 +38,7 @@ from verl_perception.frame import to_input
 from verl_perception.preprocess import runner
 from verl_perception.preprocess.images import decode_check, sha256_file, sha256_hex
 from verl_perception.preprocess.prompts import counting_prompt
-from verl_perception.preprocess.rows import Skip, frame_for, make_row, round_coords
+from verl_perception.preprocess.rows import DEFAULT_FAMILY, Skip, frame_for, make_row, round_coords
 from verl_perception.tasks import COUNTING
 
 DATA_SOURCE = "pixmo_count"
@@ -55,6 +55,7 @@ class Context:
     max_pixels: int
     points_convention: str = "pixels"
     verify_sha256: bool = True
+    model_family: str = DEFAULT_FAMILY  # the frame.FAMILIES entry the rows are written for
 
 
 def read_records(path: str | os.PathLike):
@@ -142,7 +143,7 @@ def build(ctx: Context, record: dict):
         raise Skip("sha256_mismatch", f"{path}")
     img = decode_check(data, str(path))
     orig = img.size
-    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels)
+    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels, ctx.model_family)
 
     if ctx.points_convention == "percent":
         pts = pts * np.array([orig[1] / 100.0, orig[0] / 100.0])
@@ -167,6 +168,7 @@ def build(ctx: Context, record: dict):
         file_name=path.name,
         min_pixels=ctx.min_pixels,
         max_pixels=ctx.max_pixels,
+        model_family=ctx.model_family,
         extra={"label": " ".join(label.split()), "count": count, "image_url": rec.get("image_url"),
                "image_sha256": sha},
     )
@@ -227,6 +229,7 @@ def convert(
     *,
     min_pixels: int,
     max_pixels: int,
+    model_family: str = DEFAULT_FAMILY,
     workers: int = 1,
     strict: bool = False,
     points_convention: str = "pixels",
@@ -238,7 +241,7 @@ def convert(
     """Convert one PixMo-Count split file; returns the run's summary."""
     if points_convention not in CONVENTIONS:
         raise ValueError(f"points_convention must be one of {CONVENTIONS}")
-    ctx = Context(str(image_dir), split, min_pixels, max_pixels, points_convention, verify_sha256)
+    ctx = Context(str(image_dir), split, min_pixels, max_pixels, points_convention, verify_sha256, model_family)
     total = count_records(ann_file)
     return runner.run(
         runner.limited(iter_records(ann_file), limit),
@@ -283,7 +286,8 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             print(f"download: {dict(outcome)}", file=sys.stderr)
         summary = convert(
             args.ann_file, args.image_dir, args.output_dir, args.split,
-            min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers, strict=args.strict,
+            min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
+            workers=args.workers, strict=args.strict,
             points_convention=args.points_convention, verify_sha256=args.verify_sha256, limit=args.limit,
             row_group_rows=args.row_group_size, progress=not args.quiet,
         )

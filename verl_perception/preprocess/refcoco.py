@@ -30,7 +30,7 @@ from verl_perception.preprocess import runner
 from verl_perception.preprocess.coco_json import load_coco
 from verl_perception.preprocess.images import load_image
 from verl_perception.preprocess.prompts import grounding_prompt
-from verl_perception.preprocess.rows import Skip, frame_for, make_row, round_coords
+from verl_perception.preprocess.rows import DEFAULT_FAMILY, Skip, frame_for, make_row, round_coords
 from verl_perception.tasks import GROUNDING
 
 DATASETS = ("refcoco", "refcoco+", "refcocog")
@@ -47,6 +47,7 @@ class Context:
     split: str
     min_pixels: int
     max_pixels: int
+    model_family: str = DEFAULT_FAMILY  # the frame.FAMILIES entry the rows are written for
 
 
 def load_refs(path: str | os.PathLike) -> list[dict]:
@@ -107,7 +108,7 @@ def build(ctx: Context, record: dict):
     problem = box_problems(box, orig)[0]
     if problem:
         raise Skip(problem, f"bbox {record['bbox']} in image {orig}")
-    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels)
+    inp = frame_for(orig, ctx.min_pixels, ctx.max_pixels, ctx.model_family)
     gt = {"bbox": round_coords(to_input(clip_boxes(box, orig), orig, inp))[0]}
     row = make_row(
         data_source=ctx.dataset,
@@ -122,6 +123,7 @@ def build(ctx: Context, record: dict):
         file_name=record["file_name"],
         min_pixels=ctx.min_pixels,
         max_pixels=ctx.max_pixels,
+        model_family=ctx.model_family,
         extra={
             "expression": " ".join(expression.split()),
             "ref_id": int(record["ref_id"]),
@@ -149,6 +151,7 @@ def convert(
     *,
     min_pixels: int,
     max_pixels: int,
+    model_family: str = DEFAULT_FAMILY,
     workers: int = 1,
     strict: bool = False,
     limit: int | None = None,
@@ -162,7 +165,7 @@ def convert(
         raise ValueError(f"{dataset} has splits {VALID_SPLITS[dataset]}, not {split!r}")
     refs = load_refs(refs_file)
     total = sum(len(r.get("sentences") or [1]) for r in refs if r.get("split") == split)
-    ctx = Context(str(image_dir), dataset, split, min_pixels, max_pixels)
+    ctx = Context(str(image_dir), dataset, split, min_pixels, max_pixels, model_family)
     return runner.run(
         runner.limited(iter_records(refs, ann_file, split), limit),
         partial(build, ctx),
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> runner.Summary:
     with runner.cli_errors():
         summary = convert(
             refs_file, ann_file, args.image_dir, args.output_dir, args.dataset, args.split,
-            min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers, strict=args.strict,
+            min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
+            workers=args.workers, strict=args.strict,
             limit=args.limit, row_group_rows=args.row_group_size, progress=not args.quiet,
         )
     return runner.finish(summary)

@@ -9,7 +9,11 @@ A row is what verl's own examples (``examples/data_preprocess/geo3k.py``) write:
     ability       str                      the task name
     reward_model  {"style": "rule", "ground_truth": JSON str per the rewards contract}
     extra_info    {task, split, index, image_id, file_name, orig_size [h, w], input_size [h, w],
-                   min_pixels, max_pixels, + per-task fields, null where they do not apply}
+                   min_pixels, max_pixels, model_family, + per-task fields, null where they do not apply}
+
+``model_family`` (``qwen2_5_vl``, ``qwen3_vl``; see :mod:`verl_perception.frame`) fixes the resize
+factor of ``input_size`` and how the model writes coordinates; the ground truth is in input-frame
+pixels for every family.
 
 One schema for all four tasks, so that parquet files of different tasks concatenate in one verl
 run (``datasets.concatenate_datasets`` needs identical features).
@@ -25,8 +29,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from verl_perception.frame import pin
+from verl_perception.frame import DEFAULT_FRAME, get_family, pin
 from verl_perception.preprocess.prompts import user_messages
+
+
+# Rows are written for this family unless --model-family says otherwise.
+DEFAULT_FAMILY = DEFAULT_FRAME.name
 
 
 class Skip(Exception):
@@ -49,6 +57,7 @@ EXTRA_FIELDS: list[pa.Field] = [
     pa.field("input_size", pa.list_(pa.int64())),
     pa.field("min_pixels", pa.int64()),
     pa.field("max_pixels", pa.int64()),
+    pa.field("model_family", pa.string()),
     # detection: COCO category id of each ground-truth label, and the annotation file's whole
     # category table (names and ids, aligned) to map predicted names back for COCOeval.
     pa.field("gt_category_ids", pa.list_(pa.int64())),
@@ -134,9 +143,11 @@ def make_row(
     file_name: str | None,
     min_pixels: int,
     max_pixels: int,
+    model_family: str = DEFAULT_FAMILY,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build one row of :data:`SCHEMA` (``extra_info.index`` is set by the writer, in output order)."""
+    family = get_family(model_family)
     info: dict[str, Any] = {k: None for k in EXTRA_KEYS}
     info.update(
         task=task,
@@ -148,6 +159,7 @@ def make_row(
         input_size=[int(input_size[0]), int(input_size[1])],
         min_pixels=int(min_pixels),
         max_pixels=int(max_pixels),
+        model_family=family.name,
     )
     for k, v in (extra or {}).items():
         if k not in info:
@@ -156,18 +168,21 @@ def make_row(
     return {
         "data_source": data_source,
         "prompt": user_messages(instruction),
-        "images": [{"bytes": image_bytes, **pin(input_size)}],
+        "images": [{"bytes": image_bytes, **pin(input_size, family)}],
         "ability": task,
         "reward_model": {"style": "rule", "ground_truth": gt_json(ground_truth)},
         "extra_info": info,
     }
 
 
-def frame_for(orig_size: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Input frame ``(h, w)`` of an original ``(h, w)`` image, or :class:`Skip` ``"extreme_aspect_ratio"``."""
+def frame_for(
+    orig_size: tuple[int, int], min_pixels: int, max_pixels: int, model_family: str = DEFAULT_FAMILY
+) -> tuple[int, int]:
+    """Input frame ``(h, w)`` of an original ``(h, w)`` image for ``model_family``, or :class:`Skip`
+    ``"extreme_aspect_ratio"``."""
     from verl_perception.frame import input_size
 
     try:
-        return input_size(orig_size[0], orig_size[1], min_pixels, max_pixels)
+        return input_size(orig_size[0], orig_size[1], min_pixels, max_pixels, model_family)
     except ValueError as e:  # smart_resize refuses aspect ratios above 200
         raise Skip("extreme_aspect_ratio", f"size {tuple(orig_size)}: {e}") from None

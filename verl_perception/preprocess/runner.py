@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, check_pixel_bounds
+from verl_perception.frame import FAMILIES, check_pixel_bounds, get_family
 from verl_perception.preprocess.parquet import ROW_GROUP_ROWS, AtomicParquetWriter
 from verl_perception.preprocess.rows import Skip
 
@@ -137,10 +137,14 @@ def add_common_args(parser: argparse.ArgumentParser, splits: Iterable[str]) -> N
     """The options every preprocessing CLI shares."""
     parser.add_argument("--output-dir", required=True, help="directory for <split>.parquet")
     parser.add_argument("--split", required=True, choices=list(splits), help="which split to write")
-    parser.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS,
-                        help=f"smart_resize lower pixel bound of the input frame (default {DEFAULT_MIN_PIXELS})")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help=f"smart_resize upper pixel bound of the input frame (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--model-family", default=get_family().name, choices=list(FAMILIES),
+                        help="the model family the rows are for: its resize factor and coordinate convention "
+                             f"(default {get_family().name}); recorded in extra_info.model_family")
+    bounds = ", ".join(f"{f.name} {f.min_pixels}/{f.max_pixels}" for f in FAMILIES.values())
+    parser.add_argument("--min-pixels", type=int, default=None,
+                        help=f"smart_resize lower pixel bound of the input frame (default per family: {bounds})")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="smart_resize upper pixel bound of the input frame (default per family, as above)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) - 1),
                         help="processes decoding images in parallel (default: cores - 1)")
     parser.add_argument("--strict", action="store_true",
@@ -151,8 +155,14 @@ def add_common_args(parser: argparse.ArgumentParser, splits: Iterable[str]) -> N
 
 
 def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Validate the shared options; fills in the family's default pixel bounds."""
+    family = get_family(args.model_family)
+    if args.min_pixels is None:
+        args.min_pixels = family.min_pixels
+    if args.max_pixels is None:
+        args.max_pixels = family.max_pixels
     try:
-        check_pixel_bounds(args.min_pixels, args.max_pixels)
+        check_pixel_bounds(args.min_pixels, args.max_pixels, family)
     except ValueError as e:
         parser.error(str(e))
     if args.workers < 1:

@@ -1,6 +1,6 @@
 """Bundled raw samples -> verl parquet for all four tasks, through the real preprocessing code.
 
-    python -m verl_perception.preprocess.samples --output-dir DIR [--min-pixels N --max-pixels N]
+    python -m verl_perception.preprocess.samples --output-dir DIR [--model-family F] [--min-pixels N --max-pixels N]
 
 writes ``DIR/{coco,refcoco,pixmo_count,pageocr}/{train,val}.parquet``.
 """
@@ -12,7 +12,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, check_pixel_bounds
+from verl_perception.frame import FAMILIES, check_pixel_bounds, get_family
 from verl_perception.preprocess import coco_detection, pageocr, pixmo_count, refcoco
 from verl_perception.preprocess.runner import PreprocessError, Summary
 
@@ -27,19 +27,25 @@ def samples_dir() -> Path:
 def convert_samples(
     output_dir: str | Path,
     *,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
     workers: int = 1,
     progress: bool = False,
     tasks: tuple[str, ...] = TASK_DIRS,
+    model_family: str | None = None,
 ) -> dict[str, Summary]:
-    """Write the sample parquet files; returns ``{"<task dir>/<split>": Summary}``.
+    """Write the sample parquet files for ``model_family`` (default Qwen2.5-VL; pixel bounds default
+    to the family's); returns ``{"<task dir>/<split>": Summary}``.
 
     Runs strict: the bundled samples are clean, so any skipped record is a bug worth failing on.
     """
-    check_pixel_bounds(min_pixels, max_pixels)
+    family = get_family(model_family)
+    min_pixels = family.min_pixels if min_pixels is None else min_pixels
+    max_pixels = family.max_pixels if max_pixels is None else max_pixels
+    check_pixel_bounds(min_pixels, max_pixels, family)
     src, out = samples_dir(), Path(output_dir)
-    kw = {"min_pixels": min_pixels, "max_pixels": max_pixels, "workers": workers, "strict": True, "progress": progress}
+    kw = {"min_pixels": min_pixels, "max_pixels": max_pixels, "model_family": family.name, "workers": workers,
+          "strict": True, "progress": progress}
     results: dict[str, Summary] = {}
     for split in ("train", "val"):
         if "coco" in tasks:
@@ -68,18 +74,22 @@ def convert_samples(
 def main(argv: list[str] | None = None) -> dict[str, Summary]:
     p = argparse.ArgumentParser(prog="python -m verl_perception.preprocess.samples", description=__doc__.split("\n\n")[0])
     p.add_argument("--output-dir", required=True, help="writes <task>/{train,val}.parquet under it")
-    p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--model-family", default=get_family().name, choices=list(FAMILIES))
+    p.add_argument("--min-pixels", type=int, default=None, help="default: the family's recipe bound")
+    p.add_argument("--max-pixels", type=int, default=None, help="default: the family's recipe bound")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--tasks", nargs="+", choices=TASK_DIRS, default=list(TASK_DIRS))
     args = p.parse_args(argv)
+    family = get_family(args.model_family)
+    args.min_pixels = family.min_pixels if args.min_pixels is None else args.min_pixels
+    args.max_pixels = family.max_pixels if args.max_pixels is None else args.max_pixels
     try:
-        check_pixel_bounds(args.min_pixels, args.max_pixels)
+        check_pixel_bounds(args.min_pixels, args.max_pixels, family)
     except ValueError as e:
         p.error(str(e))
     try:
         results = convert_samples(args.output_dir, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                                  workers=args.workers, tasks=tuple(args.tasks))
+                                  workers=args.workers, tasks=tuple(args.tasks), model_family=family.name)
     except PreprocessError as e:
         sys.exit(f"bundled sample failed to convert (a bug): {e}")
     for name, s in results.items():

@@ -1,6 +1,7 @@
 """Counting reward (PixMo-Count): predicted points matched one-to-one to the reference points.
 
-Coordinates: absolute pixels ``[x, y]`` of the input frame. The answer is a list of
+Coordinates: absolute pixels ``[x, y]`` of the input frame (the answer is read into them from the
+row's family convention first, :mod:`verl_perception.frame`). The answer is a list of
 ``{"point_2d": [x, y]}`` items; ``bbox_2d`` items count by their centres (the authors reduced
 predicted boxes to centres).
 
@@ -42,7 +43,7 @@ from scipy.optimize import linear_sum_assignment
 from verl_perception.boxes import pairwise_l2, sanitize_points
 from verl_perception.parsing import parse_answer, points_from_answer
 from verl_perception.rewards.config import CountingConfig
-from verl_perception.rewards.inputs import gt_count, gt_points, input_size
+from verl_perception.rewards.inputs import answer_scale, gt_count, gt_points, input_size
 
 
 def _canonical(points: np.ndarray) -> np.ndarray:
@@ -65,9 +66,13 @@ def counting_reward(
     """Score one counting completion: ``{"score", "format", "pred_count", "gt_count", "count_exact", "f1"}``."""
     target = _canonical(gt_points(gt))
     count_only = gt_count(gt, len(target))
+    scale = answer_scale(extra_info)
     parsed = parse_answer(solution_str, require_think=cfg.require_think)
     pred, n_bad = points_from_answer(parsed)
-    pred = _canonical(sanitize_points(pred)[0])
+    pred = sanitize_points(pred)[0]
+    if scale is not None:
+        pred = pred * scale
+    pred = _canonical(pred)
     fmt = float(parsed.tags_ok and parsed.has_json and n_bad == 0)
     n = len(pred)
     m = len(target) if count_only is None else count_only

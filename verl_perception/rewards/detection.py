@@ -1,7 +1,8 @@
 """Detection reward (COCO): the authors' composite reward, one vectorised pass per completion.
 
-Coordinates: absolute pixels ``[x1, y1, x2, y2]`` of the input frame (Qwen2.5-VL after
-``smart_resize``) for the answer and for ``ground_truth["boxes"]``. Defaults in
+Coordinates: absolute pixels ``[x1, y1, x2, y2]`` of the input frame (after ``smart_resize``) for
+``ground_truth["boxes"]`` and for the answer once read from the row's family convention (Qwen3-VL
+writes 0..1000 of the image; :mod:`verl_perception.frame`). Defaults in
 :class:`~verl_perception.rewards.config.DetectionConfig`.
 
 Items and format. Every element of the answer's JSON list is an item. An item is *malformed*
@@ -56,7 +57,7 @@ from verl_perception.boxes import _TINY
 from verl_perception.coco import COCO_NAMES
 from verl_perception.parsing import boxes_from_answer, labelled_boxes, normalize_label, parse_answer
 from verl_perception.rewards.config import DetectionConfig
-from verl_perception.rewards.inputs import SharedGroundTruth, gt_boxes_labels, input_size
+from verl_perception.rewards.inputs import SharedGroundTruth, answer_scale, gt_boxes_labels, input_size
 
 # data_source values whose label vocabulary is the 80 COCO category names.
 COCO_DATA_SOURCES = frozenset({"coco"})
@@ -382,6 +383,7 @@ def detection_reward(
     """
     prepared = _prepare(gt)
     n_gt = len(prepared.names)
+    scale = answer_scale(extra_info)
     parsed = parse_answer(solution_str, require_think=cfg.require_think)
     if not parsed.has_json:
         return _result(min(max(0.0, cfg.min_score), cfg.max_score), 0, 0, 0, 0, 0, 0, n_gt)
@@ -389,6 +391,8 @@ def detection_reward(
     index = vocabulary(cfg, extra_info, prepared.names)
     cap = max(int(cfg.max_pred_boxes), 0)
     pred, n_pred, malformed = _predictions(parsed, index, cap)
+    if scale is not None and len(pred):
+        pred[:, :4] *= scale + scale  # the answer's 0..1000 -> input-frame pixels (a positive scale keeps the order)
     n_items = parsed.n_items
     fmt_fraction = 1.0 - malformed / n_items if n_items else 1.0
     tags = float(parsed.tags_ok)

@@ -1,7 +1,8 @@
 """Grounding reward (RefCOCO/+/g): how well the one predicted box covers the referred object.
 
-Coordinates: absolute pixels ``[x1, y1, x2, y2]`` of the input frame (Qwen2.5-VL after
-``smart_resize``), for both the answer and ``ground_truth["bbox"]``.
+Coordinates: absolute pixels ``[x1, y1, x2, y2]`` of the input frame (after ``smart_resize``) for
+``ground_truth["bbox"]``; the answer is in the row's family convention (Qwen2.5-VL: the same pixels;
+Qwen3-VL: 0..1000 of the image), read into input-frame pixels first (:mod:`verl_perception.frame`).
 
     score = IoU(pred, gt) ** iou_power * (format if format_gate else 1) + format_weight * format
 
@@ -22,7 +23,7 @@ from typing import Any
 from verl_perception.boxes import box_iou, sanitize_boxes
 from verl_perception.parsing import boxes_from_answer, parse_answer
 from verl_perception.rewards.config import GroundingConfig
-from verl_perception.rewards.inputs import gt_box
+from verl_perception.rewards.inputs import answer_scale, gt_box
 
 
 def grounding_reward(
@@ -30,11 +31,14 @@ def grounding_reward(
 ) -> dict:
     """Score one grounding completion: ``{"score", "format", "iou", "hit50"}`` (floats)."""
     target = gt_box(gt)
+    scale = answer_scale(extra_info)
     parsed = parse_answer(solution_str, require_think=cfg.require_think)
     boxes, _, n_bad = boxes_from_answer(parsed)
     iou = 0.0
     if len(boxes):
         pred, _ = sanitize_boxes(boxes[:1])
+        if scale is not None:
+            pred = pred * (scale + scale)
         iou = float(box_iou(pred, target)[0, 0])
     fmt = float(parsed.tags_ok and parsed.has_json and len(boxes) == 1 and n_bad == 0)
     accuracy = iou**cfg.iou_power if iou > 0 else 0.0

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from verl_perception.frame import family_of
 from verl_perception.parsing import normalize_label
 
 
@@ -53,6 +54,29 @@ def input_size(extra_info: Mapping[str, Any] | None) -> tuple[float, float] | No
     if not (math.isfinite(h) and math.isfinite(w) and h > 0 and w > 0):
         return None
     return h, w
+
+
+def answer_scale(extra_info: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """``(sx, sy)`` that map the row's answer coordinates to input-frame pixels (multiply x by sx,
+    y by sy), or None when the model answers in input-frame pixels (Qwen2.5-VL, and rows without
+    ``extra_info["model_family"]``). See :mod:`verl_perception.frame`.
+
+    A family the package does not know, or a relative convention without ``input_size``, is a
+    dataset bug: :class:`GroundTruthError`.
+    """
+    try:
+        spec = family_of(extra_info)
+    except ValueError as e:
+        raise GroundTruthError(f"extra_info['model_family']: {e}") from e
+    if spec.coords == "absolute":
+        return None
+    size = input_size(extra_info)
+    if size is None:
+        raise GroundTruthError(
+            f"extra_info['input_size'] is missing or invalid: {spec.name} answers are relative to the image "
+            "and need it to be read in pixels"
+        )
+    return spec.answer_scale(size)
 
 
 def _array(gt: Mapping[str, Any], key: str, width: int, allow_empty: bool) -> np.ndarray:
