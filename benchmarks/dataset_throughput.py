@@ -41,6 +41,7 @@ COMMON_SH = ROOT / "recipes" / "common.sh"
 VERL_DEFAULT_FILTER_WORKERS = 1  # verl's data.filter_overlong_prompts_workers default
 VERL_DEFAULT_LOADER_WORKERS = 8  # verl's data.dataloader_num_workers default
 TRAIN_BATCH_SIZE = 14  # recipes/common.sh data.train_batch_size
+GETITEM_ROUNDS = 4  # alternating rounds of the interleaved __getitem__ timing
 SMALL_ANCHOR_ROWS = 10  # a second, small run of verl's filter separates its fixed cost from the per-row one
 
 # Targets (the issue's): rows/s of construction with the length filter on one core, ours/verl
@@ -72,8 +73,11 @@ CATEGORY_NAMES = [
 
 
 def recipe_workers() -> tuple[int, int]:
-    """``(data.filter_overlong_prompts_workers, data.dataloader_num_workers)`` as recipes/common.sh sets them."""
+    """``(data.filter_overlong_prompts_workers, data.dataloader_num_workers)`` as recipes/common.sh's
+    full-size setup (``perception_grpo_args``, not the TINY mode) sets them."""
     text = COMMON_SH.read_text()
+    start = text.index("perception_grpo_args() {")
+    text = text[start:text.index("\n}\n", start)]
     f = re.search(r"data\.filter_overlong_prompts_workers=(\d+)", text)
     d = re.search(r"data\.dataloader_num_workers=(\d+)", text)
     return (int(f.group(1)) if f else VERL_DEFAULT_FILTER_WORKERS,
@@ -190,6 +194,8 @@ def child(args: argparse.Namespace) -> dict:
         "max_prompt_length": 2048, "truncation": "error", "cache_dir": str(Path(args.work) / "verl_cache"),
         "filter_overlong_prompts": args.filter, "filter_overlong_prompts_workers": args.filter_workers,
     })
+    if args.side == "both":
+        return interleaved(args, tokenizer, processor, cfg)
     peak = AnonPeak()
     t = time.perf_counter()
     ds = cls([args.parquet], tokenizer, cfg, processor=processor, max_samples=args.max_samples)
@@ -226,6 +232,33 @@ def child(args: argparse.Namespace) -> dict:
     return out
 
 
+def interleaved(args, tokenizer, processor, cfg) -> dict:
+    """``__getitem__`` of both classes on the same rows in one process, alternating rounds, so that a
+    change of load on a shared machine hits both sides alike."""
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from verl_perception.dataset import PerceptionRLHFDataset
+
+    ours = PerceptionRLHFDataset([args.parquet], tokenizer, cfg, processor=processor)  # filter on, as the recipes
+    verl = RLHFDataset([args.parquet], tokenizer, OmegaConf.merge(cfg, {"filter_overlong_prompts": False}),
+                       processor=processor)
+    n = min(args.getitem, len(verl))
+    order = random.Random(0).sample(range(len(verl)), n)
+    seconds = {"ours": 0.0, "verl": 0.0}
+    for rnd in range(GETITEM_ROUNDS):
+        for name in (("ours", "verl") if rnd % 2 == 0 else ("verl", "ours")):
+            ds = ours if name == "ours" else verl
+            t = time.perf_counter()
+            for i in order:
+                ds[i]
+            seconds[name] += time.perf_counter() - t
+    out = {"getitem_rows": n * GETITEM_ROUNDS, "ours_s": seconds["ours"], "verl_s": seconds["verl"],
+           "frame_stats": dict(ours.frame_stats)}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def run_child(common: list[str], **kw) -> dict:
     cmd = [sys.executable, __file__, "--child", *common]
     for k, v in kw.items():
@@ -257,7 +290,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     # child-only options
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--side", choices=("ours", "verl"), help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=("ours", "verl", "both"), help=argparse.SUPPRESS)
     p.add_argument("--parquet", help=argparse.SUPPRESS)
     p.add_argument("--processor", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -311,6 +344,7 @@ def main() -> int:
         results[f"{side}_rows"] = run_child(common, side=side, filter=False, getitem=args.getitem_rows,
                                             loader_rows=args.getitem_rows, loader_workers=loader_list)
         print(f"  measured {side}", flush=True)
+    results["both_getitem"] = run_child(common, side="both", filter=True, filter_workers=1, getitem=args.getitem_rows)
     results["ours_full"] = run_child(common, side="ours", filter=True, filter_workers=1, getitem=args.rows)
     results["ours_quarter"] = run_child(common, side="ours", filter=True, filter_workers=1,
                                         max_samples=args.rows // 4, getitem=args.rows // 4)
@@ -343,18 +377,21 @@ def main() -> int:
     if full_rate < TARGET_FILTER_ROWS_PER_S:
         failures.append(f"construction with the filter {full_rate:,.0f} rows/s < {TARGET_FILTER_ROWS_PER_S:,.0f}")
 
-    o, v = r["ours_rows"], r["verl_rows"]
-    go, gv = rate(o["getitem_rows"], o["getitem_s"]), rate(v["getitem_rows"], v["getitem_s"])
-    print(f"\n(b) __getitem__, {o['getitem_rows']} rows in random order")
+    o, v, b = r["ours_rows"], r["verl_rows"], r["both_getitem"]
+    go, gv = rate(b["getitem_rows"], b["ours_s"]), rate(b["getitem_rows"], b["verl_s"])
+    print(f"\n(b) __getitem__, {args.getitem_rows} rows in random order")
     print(f"    {'':28}{'ours':>14}{'verl':>14}{'ours/verl':>11}")
     print(f"    {'1 core, rows/s':28}{go:>14,.0f}{gv:>14,.0f}{go / gv:>11.2f}"
-          f"   ({1e6 / go:.0f} vs {1e6 / gv:.0f} us/row)")
+          f"   ({1e6 / go:.0f} vs {1e6 / gv:.0f} us/row; {GETITEM_ROUNDS} alternating rounds in one process)")
+    so, sv = rate(o["getitem_rows"], o["getitem_s"]), rate(v["getitem_rows"], v["getitem_s"])
+    print(f"    {'1 core, separate processes':28}{so:>14,.0f}{sv:>14,.0f}{so / sv:>11.2f}"
+          f"   (one pass each, at different times: load on a shared machine moves this one)")
     for w in o["loader"]:
         lo, lv = (rate(x["loader"][w]["rows"], x["loader"][w]["s"]) for x in (o, v))
         tag = " (recipe)" if int(w) == loader_workers else ""
         print(f"    {f'DataLoader {w} workers{tag}, rows/s':28}{lo:>14,.0f}{lv:>14,.0f}{lo / lv:>11.2f}"
               f"   (batches of {TRAIN_BATCH_SIZE}, worker start-up included)")
-    print(f"    ours' frame checks: {o.get('frame_stats')}")
+    print(f"    ours' frame checks: {b.get('frame_stats')}")
     if go / gv < TARGET_GETITEM_RATIO:
         failures.append(f"__getitem__ {go / gv:.2f}x verl's < {TARGET_GETITEM_RATIO}x")
 
