@@ -196,7 +196,6 @@ if [[ "$TINY" == 1 ]]; then
         data.max_prompt_length=1024                      # >= 64 image tokens + the longest instruction (preflight checks)
         data.max_response_length=32                      # gibberish from a random model: keep it short
         data.filter_overlong_prompts=False               # the bound above holds for every row: nothing to filter
-        data.dataloader_num_workers=0                    # a few dozen rows: worker processes cost more than they save
         actor_rollout_ref.rollout.gpu_memory_utilization=0.3
         actor_rollout_ref.rollout.enforce_eager=True     # no CUDA-graph capture: faster start
         trainer.total_training_steps="${TINY_STEPS:-1}"
