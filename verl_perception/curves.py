@@ -50,13 +50,13 @@ _STYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "x")
 
 
-
 def _save(plt, fig, path: str) -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
 
 def _line(ax, series: Series, key: str, label: str) -> None:
     # several metrics often share a value (a recall of 0.5 and a format rate of 0.5): line styles
