@@ -116,7 +116,6 @@ ARGS=(
     actor_rollout_ref.actor.ppo_mini_batch_size=32       # one optimizer step per batch (on-policy, as [PR1])
     data.max_prompt_length=256                           # <= 64 image tokens + the ~100-token chat prompt
     data.max_response_length=64                          # the answer is ~30 tokens of JSON
-    data.filter_overlong_prompts_workers=1               # 4000 small rows: no process pool needed
     # ours, not yet tuned on a GPU: [PR1]'s 1e-6 is for a pretrained 3B model; this one is small, warm-started
     # at 1e-3 and has 40 steps to move. Raise GRPO_LR if the check fails with flat curves, lower it if they collapse.
     actor_rollout_ref.actor.optim.lr="$GRPO_LR"

@@ -50,6 +50,14 @@ _STYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "x")
 
 
+def _save(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _line(ax, series: Series, key: str, label: str) -> None:
     # several metrics often share a value (a recall of 0.5 and a format rate of 0.5): line styles
     # and markers keep each one visible
@@ -84,11 +92,7 @@ def plot_group(series: Series, group: str, names: dict[str, str], path: str) -> 
         _steps_axis(ax)
         if ax.lines:
             ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_overview(series: Series, by_group: dict[str, dict[str, str]], path: str) -> str | None:
@@ -104,11 +108,7 @@ def plot_overview(series: Series, by_group: dict[str, dict[str, str]], path: str
     ax.set_title("mean reward per training step")
     _steps_axis(ax)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_csv(series: Series, path: str) -> str:
