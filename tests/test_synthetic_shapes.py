@@ -136,3 +136,13 @@ def test_bad_arguments_are_refused(tmp_path):
         ss.convert(tmp_path, "val", 0)
     with pytest.raises(ValueError, match="at least 32"):
         ss.convert(tmp_path, "val", 2, sizes=((10, 400),))
+
+
+def test_cli_refuses_another_model_family(tmp_path, capsys):
+    # the rows are built in Qwen2.5-VL's frame: a Qwen3-VL request must not be written as Qwen2.5-VL rows
+    with pytest.raises(SystemExit) as e:
+        ss.main(["--output-dir", str(tmp_path), "--split", "val", "--num-rows", "2", "--model-family", "qwen3_vl",
+                 "--workers", "1", "--quiet"])  # fmt: skip
+    assert e.value.code == 2
+    assert "generated for qwen2_5_vl only" in capsys.readouterr().err
+    assert not (tmp_path / "val.parquet").exists()

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, to_input
+from verl_perception.frame import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, to_input
 from verl_perception.preprocess import runner
 from verl_perception.preprocess.prompts import grounding_prompt
 from verl_perception.preprocess.rows import frame_for, make_row, round_coords
@@ -279,9 +279,13 @@ def main(argv: list[str] | None = None) -> runner.Summary:
     p = parser()
     args = p.parse_args(argv)
     runner.check_common_args(p, args)
+    if args.model_family != DEFAULT_FRAME.name:
+        # the rows are built in Qwen2.5-VL's frame (factor 28); another family's rows would be silently wrong
+        p.error(f"synthetic shapes are generated for {DEFAULT_FRAME.name} only, got --model-family {args.model_family}")
+    num_rows = args.num_rows if args.limit is None else min(args.num_rows, args.limit)
     with runner.cli_errors():
         summary = convert(
-            args.output_dir, args.split, args.num_rows if args.limit is None else min(args.num_rows, args.limit), seed=args.seed, sizes=tuple(args.sizes),
+            args.output_dir, args.split, num_rows, seed=args.seed, sizes=tuple(args.sizes),
             min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers,
             progress=not args.quiet, row_group_rows=args.row_group_size,
         )
