@@ -323,6 +323,21 @@ def build_tiny_processor(
     return out_dir
 
 
+def _special_token_ids(tokenizer) -> tuple[int, dict, dict]:
+    """``(vocab_size, token_ids, vision_ids)`` shared by both families' configs: the vocabulary padded to
+    :data:`VOCAB_MULTIPLE`, bos/eos/pad ids and the vision placeholder ids, as the tokenizer defines them."""
+    ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
+    vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    token_ids = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    vision_ids = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    return vocab_size, token_ids, vision_ids
+
+
 def tiny_config(tokenizer, size: str = "tiny"):
     """``Qwen2_5_VLConfig`` of the tiny model (``size``: a key of :data:`SIZES`), with every special token
     id the tokenizer defines."""
@@ -331,19 +346,7 @@ def tiny_config(tokenizer, size: str = "tiny"):
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     shape = SIZES[size]
-    ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
-    vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    token_ids = dict(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    vision_ids = dict(
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
+    vocab_size, token_ids, vision_ids = _special_token_ids(tokenizer)
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=shape.text_hidden,
@@ -386,14 +389,7 @@ def tiny_qwen3_config(tokenizer):
     """``Qwen3VLConfig`` of the tiny Qwen3-VL, with every special token id the tokenizer defines."""
     from transformers import Qwen3VLConfig
 
-    ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
-    vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    vision_ids = dict(
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
+    vocab_size, token_ids, vision_ids = _special_token_ids(tokenizer)
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=TEXT_HIDDEN,
@@ -407,9 +403,7 @@ def tiny_qwen3_config(tokenizer):
         rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": QWEN3_MROPE_SECTION,
                          "mrope_interleaved": True},
         tie_word_embeddings=True,
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
+        **token_ids,
     )  # fmt: skip
     vision_config = dict(
         depth=VISION_DEPTH,
