@@ -328,7 +328,9 @@ def _special_token_ids(tokenizer) -> tuple[int, dict, dict]:
     :data:`VOCAB_MULTIPLE`, bos/eos/pad ids and the vision placeholder ids, as the tokenizer defines them."""
     ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
     vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    token_ids = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    token_ids = dict(
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]
+    )
     vision_ids = dict(
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
