@@ -26,8 +26,8 @@
 #   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (with verl's padding
 #                    removal), sdpa (padded batches) or auto (default: flash_attention_2 when flash-attn
 #                    is installed, else sdpa, said loudly)
-#   TINY=1           any recipe on 1 GPU (or N_GPUS_PER_NODE) in minutes: a tiny random model of MODEL_FAMILY built offline, the bundled
-#                    sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
+#   TINY=1           any recipe on 1 GPU (or N_GPUS_PER_NODE) in minutes: a tiny random model of
+#                    MODEL_FAMILY built offline, the bundled sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
 #                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
 #                    not the paper.
 # Extra Hydra overrides given on the recipe's command line are appended last and win.
@@ -76,7 +76,8 @@ family_bounds() {
         exit 1
     fi
 }
-if [[ -z "${MIN_PIXELS:-}" || -z "${MAX_PIXELS:-}" ]]; then
+# (TINY=1 sets its own family and bounds below.)
+if [[ "$TINY" != 1 && ( -z "${MIN_PIXELS:-}" || -z "${MAX_PIXELS:-}" ) ]]; then
     family_bounds
     MIN_PIXELS="${MIN_PIXELS:-$FAMILY_MIN_PIXELS}"
     MAX_PIXELS="${MAX_PIXELS:-$FAMILY_MAX_PIXELS}"
