@@ -18,7 +18,7 @@
 #   warm_start/                                   the warm-started model (Hugging Face directory)
 #   runs/seed_$SEED/{console.log,metrics.jsonl,reward_curve.png,summary.json}
 #
-# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), TRAIN_ROWS (4000), VAL_ROWS (256),
+# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), TRAIN_ROWS (8000), VAL_ROWS (256), RUN_DIR,
 # GRPO_STEPS (40), GRPO_LR (2e-5), MIN_REWARD_GAIN / MIN_ACC_GAIN (the verdict's margins; defaults are
 # provisional, see verl_perception/learning_check.py), WARM_* (below), plus common.sh's (ATTN_IMPL
 # included; MODEL_FAMILY, MIN/MAX_PIXELS, N_GPUS_PER_NODE, NNODES and TINY are fixed here).
@@ -46,14 +46,14 @@ case "$PHASE" in
 esac
 SEED="${SEED:-1}"
 DATA_SEED="${DATA_SEED:-0}"
-TRAIN_ROWS="${TRAIN_ROWS:-4000}"
+TRAIN_ROWS="${TRAIN_ROWS:-8000}"
 VAL_ROWS="${VAL_ROWS:-256}"
 GRPO_STEPS="${GRPO_STEPS:-40}"
 GRPO_LR="${GRPO_LR:-2e-5}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-learning_check_seed$SEED}"
 DATA_DIR="$LC_DIR/data"
 WARM_DIR="${WARM_DIR:-$LC_DIR/warm_start}"
-RUN_DIR="$LC_DIR/runs/seed_$SEED"
+RUN_DIR="${RUN_DIR:-$LC_DIR/runs/seed_$SEED}"
 DATA_SOURCE=synthetic_shapes
 mkdir -p "$LC_DIR"
 
@@ -123,6 +123,8 @@ ARGS=(
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a ~44M-parameter model: most of the GPU stays free
     actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start, as smoke.sh
     actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model: memory is no issue
+    actor_rollout_ref.rollout.agent.num_workers=2        # 256 short answers a step: 2 agent-loop and reward workers
+    reward.num_workers=2                                 # keep up, and start faster than verl's 8 + 8
     # seeds: data order and rollout sampling change with SEED; the data and the warm start do not
     data.seed="$SEED"
     actor_rollout_ref.rollout.seed="$SEED"
