@@ -102,3 +102,27 @@ def test_a_time_budget_stops_training_and_still_saves(shapes, tiny_model_dir, tm
     ])  # fmt: skip
     assert summary["steps"] == 1 and summary["final"]["step"] == 1
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / ws.SUMMARY_FILE).is_file()
+
+
+def test_training_forward_sees_the_positions_generation_sees(shapes, tiny_model_dir):
+    """The loss must be computed with the M-RoPE (t, h, w) positions that generation, vLLM and verl give
+    the image and the text after it: the batch's logits equal those of the processor's own encoding of
+    prompt + answer (a batch without ``mm_token_type_ids`` is numbered 0, 1, 2, ... and differs)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from verl_perception.generate import model_image
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    rows = read_parquet_rows(shapes / "train.parquet")
+    batch = ws.Collator(processor)(rows)
+    with torch.no_grad():
+        hidden = model.model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).last_hidden_state
+        train_logits = model.lm_head(hidden)
+        for i, row in enumerate(rows):
+            text = ws.prompt_text(processor, row) + ws.reference_answer(row) + processor.tokenizer.eos_token
+            enc = processor(text=[text], images=[model_image(row)], return_tensors="pt", do_resize=False)
+            n = int(batch["attention_mask"][i].sum())
+            assert enc["input_ids"][0].tolist() == batch["input_ids"][i, :n].tolist()
+            torch.testing.assert_close(train_logits[i, :n], model(**enc).logits[0], atol=1e-4, rtol=1e-4)

@@ -92,17 +92,23 @@ class Collator:
         ans_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
         prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
         seqs = [p + a for p, a in zip(prompt_ids, ans_ids)]
+        # Which tokens are image tokens: without it transformers numbers the sequence 0, 1, 2, ... (1D)
+        # instead of Qwen2.5-VL's M-RoPE (t, h, w) positions, which generation, vLLM and verl use.
+        prompt_types = [t[m.bool()].tolist() for t, m in zip(enc["mm_token_type_ids"], enc["attention_mask"])]
         n = max(map(len, seqs))
         input_ids = torch.full((len(seqs), n), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(seqs), n), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        types = torch.zeros((len(seqs), n), dtype=enc["mm_token_type_ids"].dtype)
         for i, (p, a) in enumerate(zip(prompt_ids, ans_ids)):
             input_ids[i, : len(p) + len(a)] = torch.tensor(p + a)
             labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
             mask[i, : len(p) + len(a)] = 1
+            types[i, : len(p)] = torch.tensor(prompt_types[i])
         return {
             "input_ids": input_ids,
             "attention_mask": mask,
+            "mm_token_type_ids": types,
             "labels": labels,
             "pixel_values": enc["pixel_values"],
             "image_grid_thw": enc["image_grid_thw"],
@@ -120,6 +126,7 @@ def answer_loss(model, batch: Mapping[str, Any]):
     out = model.model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
+        mm_token_type_ids=batch["mm_token_type_ids"],  # M-RoPE positions, as at generation (Collator)
         pixel_values=batch["pixel_values"],
         image_grid_thw=batch["image_grid_thw"],
         use_cache=False,
