@@ -122,7 +122,9 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a ~44M-parameter model: most of the GPU stays free
     actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start, as smoke.sh
-    actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model: memory is no issue
+    actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model: its activations are small, but
+    actor_rollout_ref.actor.ppo_max_token_len_per_gpu=4096  # not its 151,680-word head: verl's 16,384 tokens a micro-batch
+                                                         # mean 10 GB of fp32 logits (35 GB a process, OOM with 4 runs on one H200)
     actor_rollout_ref.rollout.agent.num_workers=2        # 256 short answers a step: 2 agent-loop and reward workers
     reward.num_workers=2                                 # keep up, and start faster than verl's 8 + 8
     # seeds: data order and rollout sampling change with SEED; the data and the warm start do not

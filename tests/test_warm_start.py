@@ -126,3 +126,34 @@ def test_training_forward_sees_the_positions_generation_sees(shapes, tiny_model_
             n = int(batch["attention_mask"][i].sum())
             assert enc["input_ids"][0].tolist() == batch["input_ids"][i, :n].tolist()
             torch.testing.assert_close(train_logits[i, :n], model(**enc).logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_the_best_evaluation_s_weights_are_saved_when_the_last_is_worse(shapes, tiny_model_dir, tmp_path, monkeypatch):
+    """A run that ends (time budget, instability) after its best evaluation keeps the best weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    seen, rewards = [], iter([1.5, 0.25])  # the evaluation at step 2, then the final one at step 4
+    real_greedy = ws.greedy_answers
+
+    def greedy(model, processor, rows, **kw):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real_greedy(model, processor, rows, max_new_tokens=4)
+
+    def score(rows, answers):
+        r = next(rewards)
+        return {"n": len(rows), "format_rate": 1.0, "reward": r, "iou_input": 0.0, "miou": 0.0, "acc@0.5": 0.0}
+
+    monkeypatch.setattr(ws, "greedy_answers", greedy)
+    monkeypatch.setattr(ws, "score_answers", score)
+    out = tmp_path / "warm"
+    summary = ws.train(
+        str(shapes / "train.parquet"), str(shapes / "val.parquet"), str(out), model_path=tiny_model_dir,
+        max_steps=4, batch_size=2, lr=3e-3, warmup_steps=0, eval_every=2, eval_rows=1, log_every=1, threads=1,
+    )  # fmt: skip
+    assert [e["step"] for e in summary["evals"]] == [2, 4] and summary["steps"] == 4
+    assert summary["saved_step"] == 2 and summary["final"]["reward"] == 1.5
+    saved = load_file(str(out / "model.safetensors"))
+    name = next(k for k in saved if "embed_tokens" in k)
+    key = next(k for k in seen[0] if k.endswith(name.split("model.", 1)[-1]))
+    assert torch.equal(saved[name], seen[0][key]) and not torch.equal(saved[name], seen[1][key])

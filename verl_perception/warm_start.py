@@ -247,8 +247,10 @@ def train(
     """Fine-tune on ``train_file``'s reference answers, evaluate on ``val_file``, save to ``out_dir``.
 
     Returns the summary also written to ``out_dir/warm_start.json``: settings, ``losses`` ([step, loss]),
-    ``evals`` ([{"step", metrics of :func:`score_answers`}]), ``final`` (the last evaluation), ``steps``
-    (steps run) and ``seconds``.
+    ``evals`` ([{"step", metrics of :func:`score_answers`}]), ``final`` (the evaluation of the saved
+    weights), ``saved_step``, ``steps`` (steps run) and ``seconds``. The saved weights are the last step's,
+    unless an earlier evaluation had a higher reward: then that evaluation's (a time budget or an unstable
+    run can end between two good evaluations).
     """
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -273,10 +275,17 @@ def train(
     }  # fmt: skip
     t0 = time.perf_counter()
 
+    # The weights of the best evaluation so far (by reward), on the CPU: a run stopped by its time budget
+    # between two good evaluations keeps the better weights, not the last ones.
+    best: dict[str, Any] = {"reward": -math.inf, "step": None, "state": None}
+
     def evaluate(step: int) -> dict:
         answers = greedy_answers(model, processor, val_rows)
         metrics = {"step": step, **score_answers(val_rows, answers), "example": answers[0] if answers else ""}
         summary["evals"].append(metrics)
+        if metrics["reward"] > best["reward"]:
+            best.update(reward=metrics["reward"], step=step, metrics=metrics,
+                        state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         print(f"[warm_start] step {step} eval: " + " ".join(
             f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)) + f" | {metrics['example']!r}",
             flush=True)  # fmt: skip
@@ -333,6 +342,12 @@ def train(
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     last = summary["evals"][-1] if summary["evals"] else None
     summary["final"] = last if last and last["step"] == summary["steps"] else evaluate(summary["steps"])
+    if best["step"] is not None and best["step"] != summary["steps"] and best["reward"] > summary["final"]["reward"]:
+        model.load_state_dict(best["state"])
+        print(f"[warm_start] keeping the weights of step {best['step']} (reward {best['reward']:.3f} > "
+              f"{summary['final']['reward']:.3f} at step {summary['steps']})", flush=True)
+        summary["final"] = best["metrics"]
+    summary["saved_step"] = summary["final"]["step"]
     save(model, processor, out_dir)
     with open(os.path.join(out_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
