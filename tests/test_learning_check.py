@@ -152,3 +152,19 @@ def test_the_names_read_are_the_ones_verl_logs_for_our_reward(tmp_path):
     assert verdict.passed
     assert verdict.after["reward"] == pytest.approx(2.0) and verdict.after["acc@0.5"] == 1.0
     assert verdict.before["acc@0.5"] == 0.0 and verdict.before["format"] == 1.0 and verdict.after["iou"] == 1.0
+
+
+def test_compare_reports_each_run_and_the_spread_of_the_gains(tmp_path, capsys):
+    a, b, broken = tmp_path / "seed1", tmp_path / "seed2", tmp_path / "seed3"
+    _write_jsonl(a, _history(before=(1.10, 0.20), after=(1.30, 0.32)))
+    _write_jsonl(b, _history(before=(1.10, 0.20), after=(1.22, 0.27)))
+    result = lc.compare([str(a), str(b)], DS)
+    assert [r["gains"]["reward"] for r in result["runs"]] == pytest.approx([0.20, 0.12])
+    assert result["spread"]["reward"] == pytest.approx(0.08) and result["spread"]["acc@0.5"] == pytest.approx(0.05)
+    assert result["mean_gain"]["acc@0.5"] == pytest.approx(0.095)
+    assert lc.main(["--compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "1.1000 -> 1.3000 (+0.2000)" in out and "reward mean +0.1600 spread 0.0800" in out
+    broken.mkdir()
+    assert lc.main(["--compare", str(a), str(broken)]) == 2  # a run without metrics is named, not skipped
+    assert "cannot read" in capsys.readouterr().out

@@ -23,6 +23,7 @@ if [[ "$1" == -m && "$2" == verl_perception.warm_start ]]; then
     exit 0
 fi
 if [[ "$1" == -m && "$2" == verl.trainer.main_ppo ]]; then
+    echo "env RAY_ADDRESS=${RAY_ADDRESS:-} RAY_AUTH_MODE=${RAY_AUTH_MODE:-}" >> "$FAKE_LOG"
     cp "$FAKE_METRICS" "$VERL_FILE_LOGGER_PATH"
     echo "(TaskRunner pid=1) step:0 - fake:1"
     exit 0
@@ -61,16 +62,17 @@ def lc(tmp_path, shapes_data):
     (lc_dir / "data").symlink_to(shapes_data)
     log = tmp_path / "calls.log"
 
-    def run(*args, before=(1.0, 0.20), after=(1.3, 0.35), **env):
+    def run(*args, before=(1.0, 0.20), after=(1.3, 0.35), recipe="learning_check.sh", **env):
         e = recipe_env(
             tmp_path, DRY_RUN=0, SKIP_PREFLIGHT=1, PYTHON=fake, REAL_PYTHON=sys.executable, FAKE_LOG=log,
             FAKE_METRICS=_metrics(tmp_path / "fake_metrics.jsonl", before, after), LC_DIR=lc_dir,
             MIN_PIXELS=3136, MAX_PIXELS=1003520, **env,
         )  # fmt: skip
-        res = subprocess.run(["bash", str(RECIPES / "learning_check.sh"), *args], cwd=tmp_path, env=e,
+        res = subprocess.run(["bash", str(RECIPES / recipe), *args], cwd=tmp_path, env=e,
                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
         calls = log.read_text().splitlines() if log.exists() else []
         log.unlink(missing_ok=True)
+        run.env_lines = [c for c in calls if c.startswith("env ")]
         return res, [c for c in calls if c.startswith("-m ")]
 
     run.dir = lc_dir
@@ -124,3 +126,24 @@ def test_phases(lc):
     assert res.returncode == 0 and [c.split()[1] for c in calls] == ["verl_perception.learning_check"]
     res, _ = lc(PHASE="nope")
     assert res.returncode == 1 and "PHASE must be" in res.stderr
+
+
+def test_seeds_side_by_side_each_in_its_own_ray_cluster(lc):
+    """learning_check_seeds.sh: one warm start, then one run per LR:SEED at once (run 2 joins a Ray
+    cluster of its own, started for it), each with its learning rate, seed and run directory, then the
+    comparison of their gains."""
+    res, calls = lc(recipe="learning_check_seeds.sh", RUNS="1e-4:1 0:2", STAGGER_S=0)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sum(c.startswith("-m verl_perception.warm_start") for c in calls) == 1
+    trains = [c for c in calls if c.startswith("-m verl.trainer.main_ppo")]
+    assert len(trains) == 2
+    for lr, seed in (("1e-4", 1), ("0", 2)):
+        (call,) = [c for c in trains if f"actor_rollout_ref.actor.optim.lr={lr} " in c]
+        assert f"data.seed={seed} " in call and f"runs/lr{lr}_seed{seed}/checkpoints" in call
+        assert "+actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=2147483648" in call
+        assert json.loads((lc.dir / "runs" / f"lr{lr}_seed{seed}" / "summary.json").read_text())["passed"]
+    # run 1 starts its own cluster (no address); run 2 joins the one started for it, with Ray's token
+    assert sorted(lc.env_lines)[0] == "env RAY_ADDRESS= RAY_AUTH_MODE="
+    joined = sorted(lc.env_lines)[1]
+    assert joined.startswith("env RAY_ADDRESS=") and joined.endswith("RAY_AUTH_MODE=token") and ":" in joined
+    assert "reward mean +0.3000 spread 0.0000" in res.stdout

@@ -20,6 +20,7 @@ and Acc@0.5 at each validation) and a ``summary.json`` next to the run.
 
     python -m verl_perception.learning_check --run-dir RUN [--data-source synthetic_shapes]
         [--min-reward-gain 0.05] [--min-acc-gain 0.03]
+    python -m verl_perception.learning_check --compare RUN_DIR RUN_DIR ...   # gains of several runs, spread
 
 Exit status: 0 the check passed, 1 it failed (no rise, or too small), 2 the metrics cannot be read.
 """
@@ -211,6 +212,44 @@ def judge(
     return Verdict(not reasons, data_source, before, after, gains, margins, provisional, reasons)
 
 
+def compare(run_dirs: Iterable[str], data_source: str = "synthetic_shapes") -> dict[str, Any]:
+    """Before/after/gain of each run, and the spread of the gains across runs (run-to-run noise).
+
+    Returns ``{"runs": [{"run", "before", "after", "gains"}], "spread": {metric: max gain - min gain},
+    "mean_gain": {metric: mean gain}}`` for the reward, Acc@0.5, IoU and format rate. Runs whose metrics
+    cannot be read are listed with an ``"error"`` instead.
+    """
+    names = ("reward", "acc@0.5", "iou", "format")
+    runs: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        try:
+            history, _ = read_run(run_dir)
+            v = judge(history, data_source, min_reward_gain=-math.inf, min_acc_gain=-math.inf)
+        except MetricsError as e:
+            runs.append({"run": run_dir, "error": str(e)})
+            continue
+        runs.append({"run": run_dir, "before": v.before, "after": v.after, "gains": v.gains})
+    ok = [r for r in runs if "gains" in r]
+    spread = {n: max(r["gains"][n] for r in ok) - min(r["gains"][n] for r in ok) for n in names} if ok else {}
+    mean = {n: sum(r["gains"][n] for r in ok) / len(ok) for n in names} if ok else {}
+    return {"runs": runs, "spread": spread, "mean_gain": mean}
+
+
+def format_comparison(result: Mapping[str, Any]) -> str:
+    lines = [f"{'run':40s} {'reward before -> after (gain)':32s} {'Acc@0.5 before -> after (gain)':32s}"]
+    for r in result["runs"]:
+        if "error" in r:
+            lines.append(f"{r['run'][-40:]:40s} cannot read: {r['error']}")
+            continue
+        b, a, g = r["before"], r["after"], r["gains"]
+        lines.append(f"{r['run'][-40:]:40s} {b['reward']:.4f} -> {a['reward']:.4f} ({g['reward']:+.4f})      "
+                     f"{b['acc@0.5']:.4f} -> {a['acc@0.5']:.4f} ({g['acc@0.5']:+.4f})")  # fmt: skip
+    if result["spread"]:
+        lines.append("gains across runs: " + ", ".join(
+            f"{n} mean {result['mean_gain'][n]:+.4f} spread {result['spread'][n]:.4f}" for n in ("reward", "acc@0.5")))
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- the plot
 def plot(history: Mapping[int, Mapping[str, float]], data_source: str, path: str, title: str = "") -> str:
     """Reward per training step (``critic/score/mean``) and the validation reward and Acc@0.5 at each
@@ -251,7 +290,9 @@ def plot(history: Mapping[int, Mapping[str, float]], data_source: str, path: str
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m verl_perception.learning_check", description=__doc__.split("\n")[0])
-    p.add_argument("--run-dir", required=True, help=f"the run's directory ({METRICS_FILE} and/or {CONSOLE_FILE})")
+    p.add_argument("--run-dir", help=f"the run's directory ({METRICS_FILE} and/or {CONSOLE_FILE})")
+    p.add_argument("--compare", nargs="+", metavar="RUN_DIR",
+                   help="print the before/after figures of several runs and the spread of their gains")
     p.add_argument("--data-source", default="synthetic_shapes")
     p.add_argument("--min-reward-gain", type=float, default=PROVISIONAL_MARGINS["reward"],
                    help=f"required rise of the validation reward (default {PROVISIONAL_MARGINS['reward']}, provisional)")
@@ -263,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:
+        result = compare(args.compare, args.data_source)
+        print(format_comparison(result))
+        return 0 if all("gains" in r for r in result["runs"]) else 2
+    if not args.run_dir:
+        build_parser().error("--run-dir or --compare is required")
     try:
         history, source = read_run(args.run_dir)
         verdict = judge(history, args.data_source, args.min_reward_gain, args.min_acc_gain)
