@@ -92,27 +92,31 @@ class Collator:
         ans_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
         prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
         seqs = [p + a for p, a in zip(prompt_ids, ans_ids)]
-        # Which tokens are image tokens: without it transformers numbers the sequence 0, 1, 2, ... (1D)
-        # instead of Qwen2.5-VL's M-RoPE (t, h, w) positions, which generation, vLLM and verl use.
-        prompt_types = [t[m.bool()].tolist() for t, m in zip(enc["mm_token_type_ids"], enc["attention_mask"])]
         n = max(map(len, seqs))
         input_ids = torch.full((len(seqs), n), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(seqs), n), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(seqs), n), dtype=torch.long)
-        types = torch.zeros((len(seqs), n), dtype=enc["mm_token_type_ids"].dtype)
         for i, (p, a) in enumerate(zip(prompt_ids, ans_ids)):
             input_ids[i, : len(p) + len(a)] = torch.tensor(p + a)
             labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
             mask[i, : len(p) + len(a)] = 1
-            types[i, : len(p)] = torch.tensor(prompt_types[i])
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": mask,
-            "mm_token_type_ids": types,
             "labels": labels,
             "pixel_values": enc["pixel_values"],
             "image_grid_thw": enc["image_grid_thw"],
         }
+        # Which tokens are image tokens (transformers >= 5): without them the model numbers the sequence
+        # 0, 1, 2, ... (1D) instead of Qwen2.5-VL's M-RoPE (t, h, w) positions, which generation, vLLM and
+        # verl use. The answer tokens are text (0).
+        if "mm_token_type_ids" in enc:
+            types = torch.zeros((len(seqs), n), dtype=enc["mm_token_type_ids"].dtype)
+            for i, (t, m) in enumerate(zip(enc["mm_token_type_ids"], enc["attention_mask"])):
+                prompt_types = t[m.bool()]
+                types[i, : len(prompt_types)] = prompt_types
+            batch["mm_token_type_ids"] = types
+        return batch
 
 
 def answer_loss(model, batch: Mapping[str, Any]):
@@ -126,7 +130,7 @@ def answer_loss(model, batch: Mapping[str, Any]):
     out = model.model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
-        mm_token_type_ids=batch["mm_token_type_ids"],  # M-RoPE positions, as at generation (Collator)
+        mm_token_type_ids=batch.get("mm_token_type_ids"),  # M-RoPE positions, as at generation (Collator)
         pixel_values=batch["pixel_values"],
         image_grid_thw=batch["image_grid_thw"],
         use_cache=False,
@@ -396,7 +400,8 @@ def main(argv: list[str] | None = None) -> dict:
         threads=args.threads, log_every=args.log_every,
     )  # fmt: skip
     final = summary["final"]
-    print(f"[warm_start] done: {summary['steps']} steps in {summary['seconds']}s; format_rate={final['format_rate']:.3f} "
+    print(f"[warm_start] done: {summary['steps']} steps in {summary['seconds']}s; saved the weights of step "
+          f"{summary['saved_step']}: format_rate={final['format_rate']:.3f} "
           f"miou={final['miou']:.3f} acc@0.5={final['acc@0.5']:.3f} reward={final['reward']:.3f} -> {args.out}")
     if not math.isfinite(summary["losses"][-1][1] if summary["losses"] else 0.0):
         raise SystemExit("the loss diverged (non-finite)")
