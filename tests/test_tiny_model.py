@@ -228,3 +228,20 @@ def test_cli_processor_only(tmp_path, capsys):
     processor = AutoProcessor.from_pretrained(tmp_path / "p")
     inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[_image(500, 500)])
     assert tuple(int(x) * 14 for x in inputs["image_grid_thw"][0][1:]) == frame.input_size(500, 500, 3136, 50176)
+
+
+def test_small_model_can_see_image_rows_and_columns_through_m_rope(tokenizer):
+    """Qwen2.5-VL's M-RoPE gives [t, h, w] contiguous frequency bands, w the lowest. At the real base
+    (1e6, kept by the tiny model) the columns of the learning check's 6 x 9-token image differ by ~1e-3 rad
+    in the w band: a model trained from scratch in minutes cannot tell them apart. The small model's base
+    makes rows and columns visible (> 0.3 rad across the image) so that it can learn to localise."""
+    import numpy as np
+
+    for size, visible in (("small", True), ("tiny", False)):
+        text = tiny_config(tokenizer, size).text_config
+        head = text.hidden_size // text.num_attention_heads
+        t, h, w = text.rope_parameters["mrope_section"]
+        inv_freq = text.rope_parameters["rope_theta"] ** (-np.arange(head // 2) * 2 / head)
+        rows, cols = 6, 9  # 168 x 252 input frame / 28
+        assert (inv_freq[t : t + h].max() * (rows - 1) > 0.3) == visible, size
+        assert (inv_freq[t + h : t + h + w].max() * (cols - 1) > 0.3) == visible, size

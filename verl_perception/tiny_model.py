@@ -135,6 +135,10 @@ class ModelSize:
     vision_heads: int
     vision_depth: int
     vision_intermediate: int
+    # M-RoPE base. Qwen2.5-VL gives the [t, h, w] sections contiguous frequency bands, w the lowest: at the
+    # real 1e6, the columns of a 9-token-wide image differ by ~2e-3 rad in the w band, so a model trained
+    # from scratch in minutes cannot tell them apart; at 100 they differ by ~0.5 rad (h: ~1.9 rad over 6 rows).
+    text_rope_theta: float = 1_000_000.0
 
 
 SIZES: dict[str, ModelSize] = {
@@ -143,7 +147,7 @@ SIZES: dict[str, ModelSize] = {
                       VISION_HIDDEN, VISION_HEADS, VISION_DEPTH, VISION_INTERMEDIATE),
     # the learning check (recipes/learning_check.sh): big enough to learn the synthetic-shapes grounding
     # task, small enough to train in minutes; text head size 64 as in the real model
-    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512),
+    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512, text_rope_theta=100.0),
 }
 VOCAB_MULTIPLE = 128
 # Qwen3-VL: interleaved M-RoPE sections summing to head_dim / 2 ([24, 20, 20] of 64 in the real model); a
@@ -359,7 +363,8 @@ def tiny_config(tokenizer, size: str = "tiny"):
         max_position_embeddings=32768,
         max_window_layers=shape.text_layers,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(shape.mrope_section)},
+        rope_parameters={"rope_type": "default", "rope_theta": shape.text_rope_theta,
+                         "mrope_section": list(shape.mrope_section)},
         tie_word_embeddings=True,
         **token_ids,
         # Generation and the rope index read these from the text config too; without them transformers warns.
