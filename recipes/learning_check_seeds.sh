@@ -33,13 +33,14 @@ fi
 STAGGER_S="${STAGGER_S:-10}"             # seconds between run starts (spreads the start-up work)
 KV_CACHE_BYTES="${KV_CACHE_BYTES:-2147483648}"
 say() { echo "[learning_check_seeds.sh] $*" >&2; }
+run_dir_of() { echo "$LC_DIR/runs/lr$1_seed$2"; }  # LR SEED
 
 KV_OVERRIDE="+actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=$KV_CACHE_BYTES"
 if [[ "${DRY_RUN:-0}" != 0 ]]; then  # each run's config and checks, one after another (no Ray, no GPU)
     for spec in $RUNS; do
         lr="${spec%%:*}" seed="${spec##*:}"
         say "dry run: GRPO_LR=$lr SEED=$seed"
-        SEED="$seed" GRPO_LR="$lr" RUN_DIR="$LC_DIR/runs/lr${lr}_seed${seed}" \
+        SEED="$seed" GRPO_LR="$lr" RUN_DIR="$(run_dir_of "$lr" "$seed")" \
             bash "$HERE/learning_check.sh" "$KV_OVERRIDE" "$@" || exit $?
     done
     exit 0
@@ -53,7 +54,7 @@ k=0 failed=0
 for spec in $RUNS; do
     k=$((k + 1))
     lr="${spec%%:*}" seed="${spec##*:}"
-    run_dir="$LC_DIR/runs/lr${lr}_seed${seed}"
+    run_dir="$(run_dir_of "$lr" "$seed")"
     extra_env=()
     if (( k > 1 )); then
         address_file="$LC_DIR/ray/run$k.address"
@@ -75,8 +76,8 @@ for spec in $RUNS; do
     sleep "$STAGGER_S"
 done
 
-for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then failed=1; fi
+for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
 done
 if (( ${#clusters[@]} )); then kill "${clusters[@]}" 2>/dev/null; fi
 for d in "${dirs[@]}"; do

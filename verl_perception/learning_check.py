@@ -219,7 +219,7 @@ def compare(run_dirs: Iterable[str], data_source: str = "synthetic_shapes") -> d
     "mean_gain": {metric: mean gain}}`` for the reward, Acc@0.5, IoU and format rate. Runs whose metrics
     cannot be read are listed with an ``"error"`` instead.
     """
-    names = ("reward", "acc@0.5", "iou", "format")
+    names = tuple(metric_keys(data_source))
     runs: list[dict[str, Any]] = []
     for run_dir in run_dirs:
         try:
