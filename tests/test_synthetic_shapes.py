@@ -96,9 +96,10 @@ def test_prompt_names_the_shape_in_the_box(val_table):
     assert kinds_seen == set(ss.SHAPES)
 
 
-def test_the_named_shape_is_unique_and_the_background_never_takes_a_shape_colour():
+@pytest.mark.parametrize("background", sorted(ss.BACKGROUNDS))
+def test_the_named_shape_is_unique_and_the_background_never_takes_a_shape_colour(background):
     for i in range(30):
-        scene = ss.make_scene(ss.scene_rng(3, "train", i))
+        scene = ss.make_scene(ss.scene_rng(3, "train", i), background=background)
         names = [s.name for s in scene.shapes]
         assert 1 <= len(names) <= ss.MAX_SHAPES and len(set(names)) == len(names)
         img = np.asarray(Image.open(io.BytesIO(scene.png)).convert("RGB"))
@@ -146,3 +147,40 @@ def test_cli_refuses_another_model_family(tmp_path, capsys):
     assert e.value.code == 2
     assert "generated for qwen2_5_vl only" in capsys.readouterr().err
     assert not (tmp_path / "val.parquet").exists()
+
+
+def test_the_position_background_says_where_a_pixel_is_and_the_texture_does_not():
+    """Default background: red rises left to right, green top to bottom (a small model reads a shape's
+    position from the pixels beside it); ``texture`` carries no such ramp. Both stay out of the shapes'
+    colour range."""
+    h, w = ss.DEFAULT_ORIG_SIZE
+    xs, ys = np.arange(w), np.arange(h)
+    for background, coded in (("position", True), ("texture", False)):
+        for i in range(5):
+            rng = ss.scene_rng(0, "val", i)
+            img = ss.BACKGROUNDS[background](rng, h, w).astype(float)
+            lo, hi = ss.BACKGROUND_RANGE
+            assert img.min() >= lo and img.max() <= hi
+            r_by_x = np.corrcoef(xs, img[..., 0].mean(axis=0))[0, 1]
+            g_by_y = np.corrcoef(ys, img[..., 1].mean(axis=1))[0, 1]
+            if coded:
+                assert r_by_x > 0.99 and g_by_y > 0.99
+                # one merged-token column of the 168 x 252 frame (28 px there, ~44 px here) moves red by ~10
+                red = img[..., 0].mean(axis=0)
+                assert red[44:].mean() - red[:-44].mean() > 8
+            else:
+                assert abs(r_by_x) < 0.9 or abs(g_by_y) < 0.9
+
+
+def test_backgrounds_are_chosen_by_name_and_an_unknown_one_is_refused(tmp_path):
+    a = ss.make_scene(ss.scene_rng(0, "val", 0))
+    b = ss.make_scene(ss.scene_rng(0, "val", 0), background="texture")
+    assert a.shapes == b.shapes and a.png != b.png  # same shapes, other background
+    ss.main(["--output-dir", str(tmp_path), "--split", "val", "--num-rows", "2", "--background", "texture",
+             "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS), "--workers", "1", "--quiet"])  # fmt: skip
+    img = pq.read_table(tmp_path / "val.parquet").to_pylist()[0]["images"][0]["bytes"]
+    assert img == b.png
+    with pytest.raises(ValueError, match="background must be one of"):
+        ss.make_scene(ss.scene_rng(0, "val", 0), background="plain")
+    with pytest.raises(ValueError, match="background must be one of"):
+        ss.convert(tmp_path, "val", 2, background="plain")
