@@ -18,7 +18,7 @@
 #   warm_start/                                   the warm-started model (Hugging Face directory)
 #   runs/seed_$SEED/{console.log,metrics.jsonl,reward_curve.png,summary.json}
 #
-# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), TRAIN_ROWS (8000), VAL_ROWS (256), RUN_DIR,
+# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), BACKGROUND (position), TRAIN_ROWS (8000), VAL_ROWS (256), RUN_DIR,
 # GRPO_STEPS (40), GRPO_LR (2e-5), MIN_REWARD_GAIN / MIN_ACC_GAIN (the verdict's margins; defaults are
 # provisional, see verl_perception/learning_check.py), WARM_* (below), plus common.sh's (ATTN_IMPL
 # included; MODEL_FAMILY, MIN/MAX_PIXELS, N_GPUS_PER_NODE, NNODES and TINY are fixed here).
@@ -46,6 +46,8 @@ case "$PHASE" in
 esac
 SEED="${SEED:-1}"
 DATA_SEED="${DATA_SEED:-0}"
+# position: colour ramps that give a shape's position away (learnable in minutes); texture: the harder task
+BACKGROUND="${BACKGROUND:-position}"
 TRAIN_ROWS="${TRAIN_ROWS:-8000}"
 VAL_ROWS="${VAL_ROWS:-256}"
 GRPO_STEPS="${GRPO_STEPS:-40}"
@@ -65,7 +67,8 @@ for split in train val; do
         say "generating $rows $DATA_SOURCE $split rows (seed $DATA_SEED) in $DATA_DIR/$DATA_SOURCE"
         "$PYTHON" -m verl_perception.preprocess.synthetic_shapes --output-dir "$DATA_DIR/$DATA_SOURCE" \
             --split "$split" --num-rows "$rows" --seed "$DATA_SEED" \
-            --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" --workers "${DATA_WORKERS:-8}" --quiet >&2
+            --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" --background "$BACKGROUND" \
+            --workers "${DATA_WORKERS:-8}" --quiet >&2
     fi
 done
 TRAIN_FILES="$(parquet_files train "$DATA_SOURCE")"
@@ -79,9 +82,10 @@ WARM_ARGS=(
     --train "$DATA_DIR/$DATA_SOURCE/train.parquet"
     --val "$DATA_DIR/$DATA_SOURCE/val.parquet"
     --out "$WARM_DIR"
-    --size "${WARM_SIZE:-small}"                         # tiny_model.SIZES["small"]: 4 x 256 text, 4 x 128 vision
-    --max-steps "${WARM_MAX_STEPS:-3000}"                # ~5.6 steps/s on one H200: the 7 minutes decide
-    --batch-size "${WARM_BATCH_SIZE:-32}"
+    --size "${WARM_SIZE:-small}"                         # tiny_model.SIZES["small"]: 4 x 256 text, 4 x 128 vision, 8,320 words
+    --max-steps "${WARM_MAX_STEPS:-3000}"                # H200: ~4 steps/s (full vocabulary, evals included); 2 CPU cores: ~0.45
+    --batch-size "${WARM_BATCH_SIZE:-128}"               # the H200 was 15-30% busy at 32 rows a step (kernel
+                                                         # launches, not arithmetic, bound a small model): 4x the rows
     --lr "${WARM_LR:-1e-3}"                              # a fresh small model: 1e-3 with 30 warm-up steps
     --eval-every "${WARM_EVAL_EVERY:-50}"
     --eval-rows 128
@@ -122,9 +126,7 @@ ARGS=(
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a ~44M-parameter model: most of the GPU stays free
     actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start, as smoke.sh
-    actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model: its activations are small, but
-    actor_rollout_ref.actor.ppo_max_token_len_per_gpu=4096  # not its 151,680-word head: verl's 16,384 tokens a micro-batch
-                                                         # mean 10 GB of fp32 logits (35 GB a process, OOM with 4 runs on one H200)
+    actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model (8,320-word head): small activations
     actor_rollout_ref.rollout.agent.num_workers=2        # 256 short answers a step: 2 agent-loop and reward workers
     reward.num_workers=2                                 # keep up, and start faster than verl's 8 + 8
     # seeds: data order and rollout sampling change with SEED; the data and the warm start do not

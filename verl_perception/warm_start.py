@@ -19,7 +19,8 @@ the model's chat template with the generation prompt, the image resized to the r
 (:func:`verl_perception.generate.model_image`), then the reference answer
 ``{"bbox_2d": [x1, y1, x2, y2], "label": "<expression>"}`` (integers, input-frame pixels) and
 ``<|im_end|>``. The loss is the cross-entropy of the answer tokens only; the vocabulary projection is
-applied to those positions alone (~34 of a ~170-token sequence: the 151,680-way head dominates the cost).
+applied to those positions alone (~34 of a ~170-token sequence: with a real-size vocabulary the head
+dominates the cost).
 
 Evaluation (``--eval-every``): greedy answers on the first ``--eval-rows`` validation rows, scored by
 :func:`verl_perception.rewards.compute_score` (format rate, reward, IoU in the input frame) and
@@ -332,7 +333,8 @@ def train(
         save_strategy="no",
         report_to=[],
         remove_unused_columns=False,
-        dataloader_num_workers=4 if on_gpu else 0,  # the processor runs in the collator: keep a GPU fed
+        # the processor runs in the collator: keep a GPU fed (128 images a step at the recipe's batch)
+        dataloader_num_workers=min(8, os.cpu_count() or 1) if on_gpu else 0,
         bf16=bool(bf16),
         seed=seed,
         disable_tqdm=True,
