@@ -18,7 +18,7 @@
 #   warm_start/                                   the warm-started model (Hugging Face directory)
 #   runs/seed_$SEED/{console.log,metrics.jsonl,reward_curve.png,summary.json}
 #
-# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), BACKGROUND (position), TRAIN_ROWS (8000), VAL_ROWS (256), RUN_DIR,
+# Environment: SEED (GRPO seed, default 1), DATA_SEED (0), BACKGROUND (position), MAX_SHAPES (3), TRAIN_ROWS (8000), VAL_ROWS (256), RUN_DIR,
 # GRPO_STEPS (40), GRPO_LR (2e-5), MIN_REWARD_GAIN / MIN_ACC_GAIN (the verdict's margins; defaults are
 # provisional, see verl_perception/learning_check.py), WARM_* (below), plus common.sh's (ATTN_IMPL
 # included; MODEL_FAMILY, MIN/MAX_PIXELS, N_GPUS_PER_NODE, NNODES and TINY are fixed here).
@@ -48,6 +48,7 @@ SEED="${SEED:-1}"
 DATA_SEED="${DATA_SEED:-0}"
 # position: colour ramps that give a shape's position away (learnable in minutes); texture: the harder task
 BACKGROUND="${BACKGROUND:-position}"
+MAX_SHAPES="${MAX_SHAPES:-3}"                            # shapes per image, at most; 1: no distractors
 TRAIN_ROWS="${TRAIN_ROWS:-8000}"
 VAL_ROWS="${VAL_ROWS:-256}"
 GRPO_STEPS="${GRPO_STEPS:-40}"
@@ -67,7 +68,7 @@ for split in train val; do
         say "generating $rows $DATA_SOURCE $split rows (seed $DATA_SEED) in $DATA_DIR/$DATA_SOURCE"
         "$PYTHON" -m verl_perception.preprocess.synthetic_shapes --output-dir "$DATA_DIR/$DATA_SOURCE" \
             --split "$split" --num-rows "$rows" --seed "$DATA_SEED" \
-            --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" --background "$BACKGROUND" \
+            --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS" --background "$BACKGROUND" --max-shapes "$MAX_SHAPES" \
             --workers "${DATA_WORKERS:-8}" --quiet >&2
     fi
 done

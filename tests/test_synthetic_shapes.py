@@ -184,3 +184,21 @@ def test_backgrounds_are_chosen_by_name_and_an_unknown_one_is_refused(tmp_path):
         ss.make_scene(ss.scene_rng(0, "val", 0), background="plain")
     with pytest.raises(ValueError, match="background must be one of"):
         ss.convert(tmp_path, "val", 2, background="plain")
+
+
+def test_max_shapes_bounds_the_shapes_per_image(tmp_path):
+    alone = [ss.make_scene(ss.scene_rng(0, "train", i), max_shapes=1) for i in range(20)]
+    assert all(len(s.shapes) == 1 and s.target == 0 for s in alone)
+    counts = {len(ss.make_scene(ss.scene_rng(0, "train", i), max_shapes=2).shapes) for i in range(40)}
+    assert counts == {1, 2}
+    ss.main(["--output-dir", str(tmp_path), "--split", "val", "--num-rows", "3", "--max-shapes", "1",
+             "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS), "--workers", "1", "--quiet"])  # fmt: skip
+    rows = pq.read_table(tmp_path / "val.parquet").to_pylist()
+    assert [r["images"][0]["bytes"] for r in rows] == [
+        ss.make_scene(ss.scene_rng(0, "val", i), max_shapes=1).png for i in range(3)
+    ]
+    for bad in (0, len(ss.COLORS) * len(ss.SHAPES) + 1):
+        with pytest.raises(ValueError, match="max_shapes must be"):
+            ss.make_scene(ss.scene_rng(0, "val", 0), max_shapes=bad)
+        with pytest.raises(ValueError, match="max_shapes must be"):
+            ss.convert(tmp_path / "x", "val", 2, max_shapes=bad)

@@ -134,6 +134,14 @@ def _position_coded(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 BACKGROUNDS = {"position": _position_coded, "texture": _texture}
 
 
+def _check_scene_args(background: str, max_shapes: int) -> None:
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {sorted(BACKGROUNDS)}, got {background!r}")
+    if not 1 <= int(max_shapes) <= len(COLORS) * len(SHAPES):
+        pairs = len(COLORS) * len(SHAPES)
+        raise ValueError(f"max_shapes must be 1..{pairs} (distinct colour-shape pairs), got {max_shapes}")
+
+
 def _draw(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
     # PIL's corner coordinates are inclusive: the last drawn column of [x1, x2) is x2 - 1.
     x1, y1, x2, y2 = box
@@ -159,17 +167,20 @@ def _overlaps(a: tuple[int, ...], b: tuple[int, ...], gap: int) -> bool:
 
 
 def make_scene(
-    rng: np.random.Generator, size: tuple[int, int] = DEFAULT_ORIG_SIZE, background: str = "position"
+    rng: np.random.Generator,
+    size: tuple[int, int] = DEFAULT_ORIG_SIZE,
+    background: str = "position",
+    max_shapes: int = MAX_SHAPES,
 ) -> Scene:
-    """Draw one scene of size ``(h, w)`` from ``rng``: 1..MAX_SHAPES distinct, non-overlapping shapes on a
-    ``background`` (a key of :data:`BACKGROUNDS`)."""
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background must be one of {sorted(BACKGROUNDS)}, got {background!r}")
+    """Draw one scene of size ``(h, w)`` from ``rng``: 1..max_shapes distinct, non-overlapping shapes on a
+    ``background`` (a key of :data:`BACKGROUNDS`). ``max_shapes=1``: the named shape is the only one (no
+    need to tell shapes apart: an easier task)."""
+    _check_scene_args(background, max_shapes)
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
     lo, hi = (max(8, int(round(f * short))) for f in SIDE_FRACTION)
     kinds = [(c, k) for c in COLORS for k in SHAPES]
-    n = int(rng.integers(1, MAX_SHAPES + 1))
+    n = int(rng.integers(1, max_shapes + 1))
     picks = rng.choice(len(kinds), size=n, replace=False)
     boxes: list[tuple[int, int, int, int]] = []
     for _ in picks:
@@ -220,6 +231,7 @@ class Context:
     min_pixels: int
     max_pixels: int
     background: str = "position"
+    max_shapes: int = MAX_SHAPES
 
 
 def build(ctx: Context, record: dict):
@@ -227,7 +239,7 @@ def build(ctx: Context, record: dict):
     i = int(record["index"])
     rng = scene_rng(ctx.seed, ctx.split, i)
     size = ctx.sizes[int(rng.integers(len(ctx.sizes)))] if len(ctx.sizes) > 1 else ctx.sizes[0]
-    scene = make_scene(rng, size, ctx.background)
+    scene = make_scene(rng, size, ctx.background, ctx.max_shapes)
     target = scene.target_shape
     inp = frame_for(scene.size, ctx.min_pixels, ctx.max_pixels)
     gt = {"bbox": round_coords(to_input(np.asarray([target.box], dtype=np.float64), scene.size, inp))[0]}
@@ -262,6 +274,7 @@ def convert(
     progress: bool = False,
     row_group_rows: int = runner.ROW_GROUP_ROWS,
     background: str = "position",
+    max_shapes: int = MAX_SHAPES,
 ) -> runner.Summary:
     """Write ``output_dir/<split>.parquet`` with ``num_rows`` generated rows; returns the run's summary.
 
@@ -274,9 +287,8 @@ def convert(
     sizes = tuple((int(h), int(w)) for h, w in sizes)
     if not sizes or any(h < 32 or w < 32 for h, w in sizes):
         raise ValueError(f"image sizes must be at least 32 x 32, got {sizes}")
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background must be one of {sorted(BACKGROUNDS)}, got {background!r}")
-    ctx = Context(split, int(seed), sizes, int(min_pixels), int(max_pixels), background)
+    _check_scene_args(background, max_shapes)
+    ctx = Context(split, int(seed), sizes, int(min_pixels), int(max_pixels), background, int(max_shapes))
     return runner.run(
         ({"key": f"{split} {i}", "index": i} for i in range(num_rows)),
         partial(build, ctx),
@@ -308,9 +320,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_size, nargs="+", default=[DEFAULT_ORIG_SIZE],
                    help="original image sizes HxW, one drawn per row (default 300x400)")
     p.add_argument("--background", choices=sorted(BACKGROUNDS), default="position",
-                   help="position: colour ramps that give away where a pixel is, learnable by a small model "
-                        "in minutes (default); texture: random stripes and blotches, position from the "
-                        "image tokens' rotary phases alone (harder)")
+                   help="position: colour ramps that give away where a pixel is (default); texture: random stripes "
+                        "and blotches, position only through the image tokens' rotary phases")
+    p.add_argument("--max-shapes", type=int, default=MAX_SHAPES,
+                   help=f"at most this many shapes per image, 1..{len(COLORS) * len(SHAPES)} (default {MAX_SHAPES}; "
+                        "1: the named shape is alone)")
     runner.add_common_args(p, SPLITS)
     return p
 
@@ -328,6 +342,7 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             args.output_dir, args.split, num_rows, seed=args.seed, sizes=tuple(args.sizes),
             min_pixels=args.min_pixels, max_pixels=args.max_pixels, workers=args.workers,
             progress=not args.quiet, row_group_rows=args.row_group_size, background=args.background,
+            max_shapes=args.max_shapes,
         )
     return runner.finish(summary)
 
