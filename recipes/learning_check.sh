@@ -46,7 +46,7 @@ case "$PHASE" in
 esac
 SEED="${SEED:-1}"
 DATA_SEED="${DATA_SEED:-0}"
-# position: colour ramps that give a shape's position away (learnable in minutes); texture: the harder task
+# position: colour ramps that give a shape's position away; texture: random stripes and blotches
 BACKGROUND="${BACKGROUND:-position}"
 # The named shape alone (MAX_SHAPES=1): with up to 3 shapes the small model did not learn to tell them
 # apart in 1,500 CPU warm-start steps (mean IoU <= 0.12); alone, it placed boxes at mean IoU 0.20-0.23 by
@@ -128,7 +128,7 @@ ARGS=(
     # at 1e-3 and has 40 steps to move. Raise GRPO_LR if the check fails with flat curves, lower it if they collapse.
     actor_rollout_ref.actor.optim.lr="$GRPO_LR"
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a ~44M-parameter model: most of the GPU stays free
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a 7.7M-parameter model: most of the GPU stays free
     actor_rollout_ref.rollout.enforce_eager=True         # no CUDA-graph capture: faster start, as smoke.sh
     actor_rollout_ref.model.enable_gradient_checkpointing=False  # a small model (8,320-word head): small activations
     actor_rollout_ref.rollout.agent.num_workers=2        # 256 short answers a step: 2 agent-loop and reward workers

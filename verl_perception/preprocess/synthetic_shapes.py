@@ -60,6 +60,7 @@ BACKGROUND_RANGE = (70, 180)  # per-channel range of the texture (shape channels
 
 DEFAULT_ORIG_SIZE = (300, 400)  # (h, w)
 MAX_SHAPES = 3
+DISTINCT_SHAPES = len(COLORS) * len(SHAPES)  # distinct (colour, shape) pairs: the most shapes one image can hold
 SIDE_FRACTION = (0.18, 0.42)  # shape side, as a fraction of the image's short side
 PLACEMENT_TRIES = 200
 
@@ -137,9 +138,8 @@ BACKGROUNDS = {"position": _position_coded, "texture": _texture}
 def _check_scene_args(background: str, max_shapes: int) -> None:
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {sorted(BACKGROUNDS)}, got {background!r}")
-    if not 1 <= int(max_shapes) <= len(COLORS) * len(SHAPES):
-        pairs = len(COLORS) * len(SHAPES)
-        raise ValueError(f"max_shapes must be 1..{pairs} (distinct colour-shape pairs), got {max_shapes}")
+    if not 1 <= int(max_shapes) <= DISTINCT_SHAPES:
+        raise ValueError(f"max_shapes must be 1..{DISTINCT_SHAPES} (distinct colour-shape pairs), got {max_shapes}")
 
 
 def _draw(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
@@ -323,7 +323,7 @@ def parser() -> argparse.ArgumentParser:
                    help="position: colour ramps that give away where a pixel is (default); texture: random stripes "
                         "and blotches, position only through the image tokens' rotary phases")
     p.add_argument("--max-shapes", type=int, default=MAX_SHAPES,
-                   help=f"at most this many shapes per image, 1..{len(COLORS) * len(SHAPES)} (default {MAX_SHAPES}; "
+                   help=f"at most this many shapes per image, 1..{DISTINCT_SHAPES} (default {MAX_SHAPES}; "
                         "1: the named shape is alone)")
     runner.add_common_args(p, SPLITS)
     return p
