@@ -24,7 +24,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 export LC_DIR="${LC_DIR:-${TMPDIR:-/tmp}/verl_perception_learning_check}"
-GRPO_LR="${GRPO_LR:-2e-5}"
+GRPO_LR="${GRPO_LR:-1e-4}"
 SEEDS="${SEEDS:-1 2}"
 if [[ -z "${RUNS:-}" ]]; then
     RUNS=""

@@ -141,6 +141,9 @@ def test_seeds_side_by_side_each_in_its_own_ray_cluster(lc):
         (call,) = [c for c in trains if f"actor_rollout_ref.actor.optim.lr={lr} " in c]
         assert f"data.seed={seed} " in call and f"runs/lr{lr}_seed{seed}/checkpoints" in call
         assert "+actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=2147483648" in call
+        # the file logger's path reaches the actors of a joined cluster through Ray's runtime env
+        logger_path = lc.dir / "runs" / f"lr{lr}_seed{seed}" / "metrics.jsonl"
+        assert f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={logger_path} " in call
         assert json.loads((lc.dir / "runs" / f"lr{lr}_seed{seed}" / "summary.json").read_text())["passed"]
     # run 1 starts its own cluster (no address); run 2 joins the one started for it, with Ray's token
     assert sorted(lc.env_lines)[0] == "env RAY_ADDRESS= RAY_AUTH_MODE="

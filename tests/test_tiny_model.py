@@ -141,7 +141,9 @@ def test_small_size_is_the_learning_check_shape(tokenizer):
     # M-RoPE sections fill half the text head (64), as [16, 24, 24] fill half of the real model's 128
     assert 2 * sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads
     assert list(small.mrope_section) == text.rope_parameters["mrope_section"]
-    assert vision.fullatt_block_indexes == [3]
+    # every vision block attends over the whole image: no per-window attention loop without flash-attn
+    assert vision.fullatt_block_indexes == [0, 1, 2, 3]
+    assert tiny_config(tokenizer, "tiny").vision_config.fullatt_block_indexes == [1]  # windows, as the real tower
 
 
 def test_model_config_and_reload(tiny_model_dir, model_and_processor):

@@ -146,6 +146,12 @@ class ModelSize:
     # size: at 151,680 x 256 it is 39M of the small model's 44M parameters, its logits 10 GB per verl
     # micro-batch. The first 8,192 ranks spell every prompt and answer of the learning check.
     vocab_ranks: int | None = None
+    # Windowed vision attention in every block but the last, as the real tower (full attention every 8th
+    # block). Without flash-attn, transformers' (and vLLM's) sdpa path makes one attention call per window of
+    # each image; for 64 learning-check rows (6 windows an image) a forward + backward dispatches ~121,000
+    # ops with windows, ~46,000 without (torch profiler, CPU), and the GPU waits on those dispatches: a verl
+    # step of 256 answers took ~28 s on an H200 that was mostly idle (docs/recipes.md).
+    vision_windows: bool = True
 
 
 SIZES: dict[str, ModelSize] = {
@@ -154,7 +160,8 @@ SIZES: dict[str, ModelSize] = {
                       VISION_HIDDEN, VISION_HEADS, VISION_DEPTH, VISION_INTERMEDIATE),
     # the learning check (recipes/learning_check.sh): big enough to learn the synthetic-shapes grounding
     # task, small enough to train in minutes; text head size 64 as in the real model
-    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512, text_rope_theta=100.0, vocab_ranks=8192),
+    "small": ModelSize(256, 4, 2, 4, 1024, (8, 12, 12), 128, 2, 4, 512, text_rope_theta=100.0, vocab_ranks=8192,
+                       vision_windows=False),
 }
 VOCAB_MULTIPLE = 128
 # Qwen3-VL: interleaved M-RoPE sections summing to head_dim / 2 ([24, 20, 20] of 64 in the real model); a
@@ -401,7 +408,7 @@ def tiny_config(tokenizer, size: str = "tiny"):
         spatial_merge_size=MERGE_SIZE,
         temporal_patch_size=TEMPORAL_PATCH_SIZE,
         window_size=112,
-        fullatt_block_indexes=[shape.vision_depth - 1],
+        fullatt_block_indexes=[shape.vision_depth - 1] if shape.vision_windows else list(range(shape.vision_depth)),
         tokens_per_second=2,
     )
     return Qwen2_5_VLConfig(
