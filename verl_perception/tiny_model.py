@@ -147,10 +147,9 @@ class ModelSize:
     # micro-batch. The first 8,192 ranks spell every prompt and answer of the learning check.
     vocab_ranks: int | None = None
     # Windowed vision attention in every block but the last, as the real tower (full attention every 8th
-    # block). Without flash-attn, transformers' (and vLLM's) sdpa path makes one attention call per window of
-    # each image; for 64 learning-check rows (6 windows an image) a forward + backward dispatches ~121,000
-    # ops with windows, ~46,000 without (torch profiler, CPU), and the GPU waits on those dispatches: a verl
-    # step of 256 answers took ~28 s on an H200 that was mostly idle (docs/recipes.md).
+    # block). Without flash-attn, transformers' sdpa path makes one attention call per window of each image
+    # (6 per learning-check image); on an H200 a forward + backward of 64 such rows took 0.379 s with
+    # windows and 0.154 s without (122,000 vs 54,000 dispatched ops; benchmarks/vision_windows.py).
     vision_windows: bool = True
 
 
