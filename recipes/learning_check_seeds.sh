@@ -11,8 +11,8 @@
 #   bash recipes/learning_check_seeds.sh trainer.total_training_steps=20   # overrides go to every run
 #
 # Each run writes $LC_DIR/runs/lr<LR>_seed<SEED>/ (as learning_check.sh: console.log, metrics.jsonl,
-# reward_curve.png, summary.json) and its output to $LC_DIR/runs/lr<LR>_seed<SEED>.log. Exit status: 0
-# when every run passed its check, 1 otherwise.
+# reward_curve.png, summary.json) and its output to $LC_DIR/runs/lr<LR>_seed<SEED>.log; all runs' curves
+# go on one figure, $LC_DIR/runs/reward_curves.png. Exit status: 0 when every run passed its check, 1 otherwise.
 #
 # Why one Ray cluster per run, and why the job ids: verl 0.9.1 names the trainer-to-vLLM weight socket
 # after the Ray job id, and every fresh cluster's first job is 01000000, so two runs in two plain clusters
@@ -83,5 +83,7 @@ if (( ${#clusters[@]} )); then kill "${clusters[@]}" 2>/dev/null; fi
 for d in "${dirs[@]}"; do
     tail -n 12 "$d.log" | grep -E "LEARNING CHECK|cannot judge" | sed "s|^|$(basename "$d"): |" >&2
 done
-if (( ${#dirs[@]} )); then "$PYTHON" -m verl_perception.learning_check --compare "${dirs[@]}"; fi
+if (( ${#dirs[@]} )); then
+    "$PYTHON" -m verl_perception.learning_check --compare "${dirs[@]}" --plot "$LC_DIR/runs/reward_curves.png"
+fi
 exit "$failed"

@@ -165,6 +165,10 @@ def test_compare_reports_each_run_and_the_spread_of_the_gains(tmp_path, capsys):
     assert lc.main(["--compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "1.1000 -> 1.3000 (+0.2000)" in out and "reward mean +0.1600 spread 0.0800" in out
+    png = tmp_path / "all" / "curves.png"
+    assert lc.main(["--compare", str(a), str(b), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert f"plot: {png}" in capsys.readouterr().out
     broken.mkdir()
     assert lc.main(["--compare", str(a), str(broken)]) == 2  # a run without metrics is named, not skipped
     assert "cannot read" in capsys.readouterr().out

@@ -150,3 +150,4 @@ def test_seeds_side_by_side_each_in_its_own_ray_cluster(lc):
     joined = sorted(lc.env_lines)[1]
     assert joined.startswith("env RAY_ADDRESS=") and joined.endswith("RAY_AUTH_MODE=token") and ":" in joined
     assert "reward mean +0.3000 spread 0.0000" in res.stdout
+    assert (lc.dir / "runs" / "reward_curves.png").stat().st_size > 20_000  # every run's curves on one figure

@@ -20,7 +20,7 @@ and Acc@0.5 at each validation) and a ``summary.json`` next to the run.
 
     python -m verl_perception.learning_check --run-dir RUN [--data-source synthetic_shapes]
         [--min-reward-gain 0.05] [--min-acc-gain 0.03]
-    python -m verl_perception.learning_check --compare RUN_DIR RUN_DIR ...   # gains of several runs, spread
+    python -m verl_perception.learning_check --compare RUN_DIR RUN_DIR ... [--plot PNG]   # gains, spread
 
 Exit status: 0 the check passed, 1 it failed (no rise, or too small), 2 the metrics cannot be read.
 """
@@ -290,6 +290,50 @@ def plot(history: Mapping[int, Mapping[str, float]], data_source: str, path: str
     return path
 
 
+def plot_runs(run_dirs: Iterable[str], data_source: str, path: str, title: str = "") -> str:
+    """Several runs on one figure written to ``path`` (PNG): the training reward per step (left) and the
+    validation reward and Acc@0.5 at each validation (right), one colour per run (named after its
+    directory). A run whose metrics cannot be read is left out (``compare`` names it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax_acc = ax_val.twinx()
+    for i, run_dir in enumerate(run_dirs):
+        try:
+            history, _ = read_run(run_dir)
+        except MetricsError:
+            continue
+        color, name = f"C{i % 10}", os.path.basename(os.path.normpath(run_dir))
+        train = [(s, row[TRAIN_REWARD]) for s, row in sorted(history.items()) if TRAIN_REWARD in row]
+        ax_train.plot([s for s, _ in train], [v for _, v in train], color=color, alpha=0.8, label=name)
+        curve = validation_curve(history, data_source)
+        steps = [p["step"] for p in curve]
+        ax_val.plot(steps, [p["reward"] for p in curve], "o-", color=color, label=f"{name}: reward")
+        ax_acc.plot(steps, [p["acc@0.5"] for p in curve], "s--", color=color, alpha=0.6, label=f"{name}: Acc@0.5")
+    ax_train.set_title("training reward (mean of the rollouts)")
+    ax_train.set_xlabel("GRPO step")
+    ax_train.set_ylabel("reward (IoU² + format, 0..2)")
+    ax_train.legend(fontsize=8)
+    ax_val.set_title("validation (greedy): reward (o-), Acc@0.5 (s--)")
+    ax_val.set_xlabel("GRPO step")
+    ax_val.set_ylabel("reward")
+    ax_acc.set_ylabel("Acc@0.5")
+    h1, l1 = ax_val.get_legend_handles_labels()
+    h2, l2 = ax_acc.get_legend_handles_labels()
+    ax_val.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    for ax in (ax_train, ax_val):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"learning check runs: {data_source}")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m verl_perception.learning_check", description=__doc__.split("\n")[0])
@@ -301,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"required rise of the validation reward (default {PROVISIONAL_MARGINS['reward']}, provisional)")
     p.add_argument("--min-acc-gain", type=float, default=PROVISIONAL_MARGINS["acc@0.5"],
                    help=f"required rise of Acc@0.5 (default {PROVISIONAL_MARGINS['acc@0.5']}, provisional)")
+    p.add_argument("--plot", metavar="PNG", help="with --compare: draw every run's curves on one figure here")
     p.add_argument("--title", default="", help="plot title")
     return p
 
@@ -310,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         result = compare(args.compare, args.data_source)
         print(format_comparison(result))
+        if args.plot:
+            print(f"plot: {plot_runs(args.compare, args.data_source, args.plot, args.title)}")
         return 0 if all("gains" in r for r in result["runs"]) else 2
     if not args.run_dir:
         build_parser().error("--run-dir or --compare is required")
