@@ -37,7 +37,8 @@ def groups(series: Series) -> dict[str, dict[str, str]]:
     return out
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -50,10 +51,11 @@ _STYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "x")
 
 
-def _save(plt, fig, path: str) -> str:
+def save_figure(plt, fig, path: str, dpi: float | str = "figure") -> str:
+    """Lay ``fig`` out, write it to ``path`` (folders made), close it; returns ``path``."""
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -77,7 +79,7 @@ def _steps_axis(ax) -> None:
 
 def plot_group(series: Series, group: str, names: dict[str, str], path: str) -> str:
     """Reward (left) and the 0-1 metrics (right) of one data source over the steps."""
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
     for name in REWARD_NAMES:
         if name in names:
@@ -92,7 +94,7 @@ def plot_group(series: Series, group: str, names: dict[str, str], path: str) -> 
         _steps_axis(ax)
         if ax.lines:
             ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_overview(series: Series, by_group: dict[str, dict[str, str]], path: str) -> str | None:
@@ -101,14 +103,14 @@ def plot_overview(series: Series, by_group: dict[str, dict[str, str]], path: str
     keys += [(names["score"], group) for group, names in sorted(by_group.items()) if "score" in names]
     if not keys:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
     for key, label in keys:
         _line(ax, series, key, label)
     ax.set_title("mean reward per training step")
     _steps_axis(ax)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def write_csv(series: Series, path: str) -> str:

@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from verl_perception.curves import pyplot, save_figure
+
 METRICS_FILE = "metrics.jsonl"
 CONSOLE_FILE = "console.log"
 PLOT_FILE = "reward_curve.png"
@@ -149,6 +151,11 @@ def metric_keys(data_source: str) -> dict[str, str]:
     }
 
 
+def training_curve(history: Mapping[int, Mapping[str, float]]) -> list[tuple[int, float]]:
+    """``[(step, critic/score/mean)]``: the mean reward of each training batch."""
+    return [(s, row[TRAIN_REWARD]) for s, row in sorted(history.items()) if TRAIN_REWARD in row]
+
+
 def validation_curve(history: Mapping[int, Mapping[str, float]], data_source: str) -> list[dict[str, float]]:
     """``[{"step", "reward", "acc@0.5", "iou", "format"}]`` at every step that has the validation reward."""
     keys = metric_keys(data_source)
@@ -218,9 +225,10 @@ def judge(
 def compare(run_dirs: Iterable[str], data_source: str = "synthetic_shapes") -> dict[str, Any]:
     """Before/after/gain of each run, and the spread of the gains across runs (run-to-run noise).
 
-    Returns ``{"runs": [{"run", "before", "after", "gains"}], "spread": {metric: max gain - min gain},
-    "mean_gain": {metric: mean gain}}`` for the reward, Acc@0.5, IoU and format rate. Runs whose metrics
-    cannot be read are listed with an ``"error"`` instead.
+    Returns ``{"runs": [{"run", "before", "after", "gains", "history"}], "spread": {metric: max gain - min
+    gain}, "mean_gain": {metric: mean gain}}`` for the reward, Acc@0.5, IoU and format rate (``history``: the
+    metrics read, for :func:`plot_runs`). Runs whose metrics cannot be read are listed with an ``"error"``
+    instead.
     """
     names = tuple(metric_keys(data_source))
     runs: list[dict[str, Any]] = []
@@ -231,7 +239,7 @@ def compare(run_dirs: Iterable[str], data_source: str = "synthetic_shapes") -> d
         except MetricsError as e:
             runs.append({"run": run_dir, "error": str(e)})
             continue
-        runs.append({"run": run_dir, "before": v.before, "after": v.after, "gains": v.gains})
+        runs.append({"run": run_dir, "before": v.before, "after": v.after, "gains": v.gains, "history": history})
     ok = [r for r in runs if "gains" in r]
     spread = {n: max(r["gains"][n] for r in ok) - min(r["gains"][n] for r in ok) for n in names} if ok else {}
     mean = {n: sum(r["gains"][n] for r in ok) / len(ok) for n in names} if ok else {}
@@ -257,12 +265,8 @@ def format_comparison(result: Mapping[str, Any]) -> str:
 def plot(history: Mapping[int, Mapping[str, float]], data_source: str, path: str, title: str = "") -> str:
     """Reward per training step (``critic/score/mean``) and the validation reward and Acc@0.5 at each
     validation, on one figure written to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(s, row[TRAIN_REWARD]) for s, row in sorted(history.items()) if TRAIN_REWARD in row]
+    plt = pyplot()
+    train = training_curve(history)
     curve = validation_curve(history, data_source)
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
@@ -283,31 +287,22 @@ def plot(history: Mapping[int, Mapping[str, float]], data_source: str, path: str
         ax.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     ax.set_title(title or f"learning check: {data_source}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, dpi=120)
 
 
-def plot_runs(run_dirs: Iterable[str], data_source: str, path: str, title: str = "") -> str:
-    """Several runs on one figure written to ``path`` (PNG): the training reward per step (left) and the
-    validation reward and Acc@0.5 at each validation (right), one colour per run (named after its
-    directory). A run whose metrics cannot be read is left out (``compare`` names it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_runs(result: Mapping[str, Any], data_source: str, path: str, title: str = "") -> str:
+    """The runs of a :func:`compare` result on one figure written to ``path`` (PNG): the training reward per
+    step (left) and the validation reward and Acc@0.5 at each validation (right), one colour per run (named
+    after its directory). A run whose metrics could not be read is left out (``compare`` names it)."""
+    plt = pyplot()
     fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5))
     ax_acc = ax_val.twinx()
-    for i, run_dir in enumerate(run_dirs):
-        try:
-            history, _ = read_run(run_dir)
-        except MetricsError:
+    for i, run in enumerate(result["runs"]):
+        if "history" not in run:
             continue
-        color, name = f"C{i % 10}", os.path.basename(os.path.normpath(run_dir))
-        train = [(s, row[TRAIN_REWARD]) for s, row in sorted(history.items()) if TRAIN_REWARD in row]
+        history = run["history"]
+        color, name = f"C{i % 10}", os.path.basename(os.path.normpath(run["run"]))
+        train = training_curve(history)
         ax_train.plot([s for s, _ in train], [v for _, v in train], color=color, alpha=0.8, label=name)
         curve = validation_curve(history, data_source)
         steps = [p["step"] for p in curve]
@@ -327,11 +322,7 @@ def plot_runs(run_dirs: Iterable[str], data_source: str, path: str, title: str =
     for ax in (ax_train, ax_val):
         ax.grid(alpha=0.3)
     fig.suptitle(title or f"learning check runs: {data_source}")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, dpi=120)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -356,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(args.compare, args.data_source)
         print(format_comparison(result))
         if args.plot:
-            print(f"plot: {plot_runs(args.compare, args.data_source, args.plot, args.title)}")
+            print(f"plot: {plot_runs(result, args.data_source, args.plot, args.title)}")
         return 0 if all("gains" in r for r in result["runs"]) else 2
     if not args.run_dir:
         build_parser().error("--run-dir or --compare is required")
