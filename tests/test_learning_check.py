@@ -172,3 +172,6 @@ def test_compare_reports_each_run_and_the_spread_of_the_gains(tmp_path, capsys):
     broken.mkdir()
     assert lc.main(["--compare", str(a), str(broken)]) == 2  # a run without metrics is named, not skipped
     assert "cannot read" in capsys.readouterr().out
+    png.unlink()  # ... and left off the figure, which still shows the readable runs
+    assert lc.main(["--compare", str(a), str(broken), "--plot", str(png)]) == 2
+    assert png.stat().st_size > 20_000 and "cannot read" in capsys.readouterr().out
