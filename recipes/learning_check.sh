@@ -54,8 +54,8 @@ BACKGROUND="${BACKGROUND:-position}"
 MAX_SHAPES="${MAX_SHAPES:-1}"
 TRAIN_ROWS="${TRAIN_ROWS:-8000}"
 VAL_ROWS="${VAL_ROWS:-256}"
-# 10 steps: two runs side by side reach their last validation ~9 minutes after starting on an H200 (4 of
-# them start-up), inside one 10-minute call of the project's GPU machine; and gain 2-3x the margins there
+# 10 steps: on an H200, two runs side by side reached the step-10 validation 9-10 minutes after starting
+# (~4 of them start-up), with validation gains of 2-3x the verdict's margins (docs/recipes.md)
 GRPO_STEPS="${GRPO_STEPS:-10}"
 GRPO_LR="${GRPO_LR:-1e-4}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-learning_check_seed$SEED}"

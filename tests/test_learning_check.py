@@ -175,3 +175,20 @@ def test_compare_reports_each_run_and_the_spread_of_the_gains(tmp_path, capsys):
     png.unlink()  # ... and left off the figure, which still shows the readable runs
     assert lc.main(["--compare", str(a), str(broken), "--plot", str(png)]) == 2
     assert png.stat().st_size > 20_000 and "cannot read" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "passes"),
+    [
+        ((1.1360, 0.1836), (1.1361, 0.1836), False),  # learning rate 0 on an H200: the noise floor
+        ((1.1360, 0.1836), (1.1367, 0.1914), False),  # the largest evaluation noise seen (0.0007, 2 rows)
+        ((1.1362, 0.1875), (1.1354, 0.1953), False),  # a seed at step 5 that had not moved yet
+        ((1.1364, 0.1914), (1.1648, 0.2188), True),  # seed 1 after 10 steps at lr 1e-4
+        ((1.1358, 0.1875), (1.1542, 0.2227), True),  # seed 4 after 5 steps
+    ],
+)
+def test_default_margins_separate_the_measured_noise_from_the_measured_learning(tmp_path, capsys, before, after, passes):
+    run = tmp_path / "run"
+    _write_jsonl(run, _history(before, after))
+    assert lc.main(["--run-dir", str(run)]) == (0 if passes else 1)
+    assert ("LEARNING CHECK PASSED" in capsys.readouterr().out) is passes
