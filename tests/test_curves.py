@@ -10,7 +10,13 @@ from PIL import Image
 
 from test_verl_reward_manager import ROWS, _expected
 from verl_perception import cli
-from verl_perception.training_logs import read_console_log, read_metrics_jsonl, read_rollout_dumps, read_run
+from verl_perception.training_logs import (
+    parse_console_line,
+    read_console_log,
+    read_metrics_jsonl,
+    read_rollout_dumps,
+    read_run,
+)
 from verl_perception.training_metrics import task_metrics
 
 TASKS = ["grounding", "grounding", "counting", "counting", "ocr", "ocr", "detection", "detection", "grounding"]
@@ -132,3 +138,21 @@ def test_rollout_dumps_written_by_verl(tmp_path, trainer):
             sum(_expected(i)["edit_sim"] for i in ocr) / len(ocr)
         )
         assert "rollouts/detection/f1" in series and "rollouts/grounding/hit50" in series
+
+
+def test_file_logger_lines_cut_last_line_skipped_broken_middle_line_raises(tmp_path):
+    good = json.dumps({"step": 1, "data": {"critic/score/mean": 0.5, "val-core/x/reward/mean@1": float("nan")}})
+    (tmp_path / "killed.jsonl").write_text(good + '\n{"step": 2, "data": {"critic/sc')
+    assert read_metrics_jsonl(tmp_path / "killed.jsonl") == {"critic/score/mean": [(1, 0.5)]}  # NaN dropped
+    (tmp_path / "broken.jsonl").write_text('{"step": 1, "da\n' + good + "\n")
+    with pytest.raises(ValueError, match="broken.jsonl:1: not a verl file-logger line"):
+        read_metrics_jsonl(tmp_path / "broken.jsonl")
+
+
+def test_console_step_is_the_line_s_own_not_a_key_ending_in_step():
+    assert parse_console_line("(TaskRunnerV1 pid=7) step:3 - training/global_step:3 - a:np.float64(1e-3)") == (
+        3,
+        {"training/global_step": 3.0, "a": 0.001},
+    )
+    assert parse_console_line("perf/global_step:5 - x:1") is None
+    assert parse_console_line("Training Progress: 3/10") is None

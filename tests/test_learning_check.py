@@ -192,3 +192,14 @@ def test_default_margins_separate_the_measured_noise_from_the_measured_learning(
     _write_jsonl(run, _history(before, after))
     assert lc.main(["--run-dir", str(run)]) == (0 if passes else 1)
     assert ("LEARNING CHECK PASSED" in capsys.readouterr().out) is passes
+
+
+def test_a_malformed_line_before_the_last_is_an_error_not_a_skipped_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = ['{"step": 0, "data": {"val-co', json.dumps({"step": 10, "data": _val(1.2, 0.3)})]
+    (run / lc.METRICS_FILE).write_text("\n".join(lines) + "\n")
+    with pytest.raises(lc.MetricsError, match="metrics.jsonl:1: not a verl file-logger line"):
+        lc.read_run(str(run))
+    assert lc.main(["--run-dir", str(run)]) == 2
+    assert "not a verl file-logger line" in capsys.readouterr().err

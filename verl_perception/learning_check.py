@@ -30,13 +30,13 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from verl_perception.curves import pyplot, save_figure
+from verl_perception.training_logs import Record, console_records, metrics_jsonl_records
 
 METRICS_FILE = "metrics.jsonl"
 CONSOLE_FILE = "console.log"
@@ -60,64 +60,25 @@ class MetricsError(ValueError):
 
 
 # ----------------------------------------------------------------------------- reading
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STEP = re.compile(r"(?:^|\s|\))step:(\d+) - (.*)$")
-_NUMBER = re.compile(r"^(?:np\.\w+\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$")
-
-
-def parse_console_line(line: str) -> tuple[int, dict[str, float]] | None:
-    """One console line of verl's ``console`` logger -> ``(step, {key: value})``, or None.
-
-    verl prints ``step:N - key:value - ...`` with ``pprint.pformat`` of each number, so numpy scalars
-    read ``np.float64(0.25)``; both forms are accepted, other values skipped.
-    """
-    m = _STEP.search(_ANSI.sub("", line.rstrip("\n")))
-    if not m:
-        return None
-    out: dict[str, float] = {}
-    for item in m.group(2).split(" - "):
-        key, sep, value = item.rpartition(":")
-        if not sep or not key:
-            continue
-        num = _NUMBER.match(value.strip())
-        if num:
-            out[key.strip()] = float(num.group(1))
-    return int(m.group(1)), out
-
-
-def _merge(history: dict[int, dict[str, float]], step: int, data: Mapping[str, Any]) -> None:
-    row = history.setdefault(int(step), {})
-    for key, value in data.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)):
-            row[str(key)] = float(value)
-
-
-def read_metrics_jsonl(lines: Iterable[str]) -> dict[int, dict[str, float]]:
-    """verl ``file`` logger lines ``{"step": N, "data": {...}}`` -> ``{step: {key: value}}`` (numbers only)."""
+def _history(records: Iterable[Record]) -> dict[int, dict[str, float]]:
     history: dict[int, dict[str, float]] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a killed run
-        if not isinstance(rec, dict) or "step" not in rec or not isinstance(rec.get("data"), dict):
-            raise MetricsError(f"line {n} is not a verl file-logger record {{'step', 'data'}}")
-        _merge(history, rec["step"], rec["data"])
+    for step, data in records:
+        history.setdefault(step, {}).update(data)
     return history
+
+
+def read_metrics_jsonl(lines: Iterable[str], name: str = METRICS_FILE) -> dict[int, dict[str, float]]:
+    """verl ``file`` logger lines ``{"step": N, "data": {...}}`` -> ``{step: {key: value}}`` (finite numbers;
+    a last line cut by a killed run is skipped, any other malformed line is a :class:`MetricsError`)."""
+    try:
+        return _history(metrics_jsonl_records(lines, name))
+    except ValueError as e:
+        raise MetricsError(str(e)) from e
 
 
 def read_console(lines: Iterable[str]) -> dict[int, dict[str, float]]:
-    """Console log lines -> ``{step: {key: value}}``."""
-    history: dict[int, dict[str, float]] = {}
-    for line in lines:
-        parsed = parse_console_line(line)
-        if parsed:
-            _merge(history, *parsed)
-    return history
+    """Console log lines -> ``{step: {key: value}}`` (:func:`verl_perception.training_logs.parse_console_line`)."""
+    return _history(console_records(lines))
 
 
 def read_run(run_dir: str) -> tuple[dict[int, dict[str, float]], str]:
@@ -126,13 +87,13 @@ def read_run(run_dir: str) -> tuple[dict[int, dict[str, float]], str]:
     Returns ``(history, path read)``; :class:`MetricsError` when neither file exists.
     """
     tried = []
-    for name, reader in ((METRICS_FILE, read_metrics_jsonl), (CONSOLE_FILE, read_console)):
+    for name in (METRICS_FILE, CONSOLE_FILE):
         path = os.path.join(run_dir, name)
         if not os.path.isfile(path):
             tried.append(f"{path} (missing)")
             continue
         with open(path, encoding="utf-8", errors="replace") as f:
-            history = reader(f)
+            history = read_metrics_jsonl(f, path) if name == METRICS_FILE else read_console(f)
         if any(k.startswith("val-") for row in history.values() for k in row):
             return history, path
         tried.append(f"{path} (no validation metrics)")

@@ -12,7 +12,10 @@ Three sources, as verl 0.9.1 writes them:
   manager's extra info (``task``, ``format``, ``iou``...), the default V1 trainer does not. Dumps give
   ``rollouts/<task>/score`` (task from the ground truth's fields) and, where present, the components.
 
-Every reader returns ``{metric: [(step, value), ...]}`` sorted by step.
+Every reader returns ``{metric: [(step, value), ...]}`` sorted by step; :func:`metrics_jsonl_records`,
+:func:`console_records` and :func:`parse_console_line` give the ``(step, {metric: value})`` records under
+them (``verl_perception.learning_check`` reads runs through these). Values that are not finite numbers are
+dropped.
 """
 
 from __future__ import annotations
@@ -22,20 +25,35 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from verl_perception.tasks import COUNTING, DETECTION, GROUNDING, OCR
 from verl_perception.training_metrics import task_metrics
 
-__all__ = ["Series", "read_metrics_jsonl", "read_console_log", "read_rollout_dumps", "read_run", "merge"]
+__all__ = [
+    "Series",
+    "Record",
+    "metrics_jsonl_records",
+    "console_records",
+    "parse_console_line",
+    "read_metrics_jsonl",
+    "read_console_log",
+    "read_rollout_dumps",
+    "read_run",
+    "merge",
+]
 
 Series = dict[str, list[tuple[int, float]]]
+Record = tuple[int, dict[str, float]]  # (step, {metric: value}): one logged step
 
-# verl's console line; a number may be printed as numpy's repr (np.float64(0.5)) or torch's
-_CONSOLE = re.compile(r"step:(\d+) - (.*)$")
+# verl's console line (after a Ray prefix such as "(TaskRunnerV1 pid=1)"; not a key ending in "step");
+# a number may be printed as numpy's repr (np.float64(0.5)) or torch's
+_CONSOLE = re.compile(r"(?:^|\s|\))step:(\d+) - (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_NUMBER = re.compile(r"^(?:[A-Za-z_][\w.]*\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|nan|inf))\s*\)?$")
+_NUMBER = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$"
+)
 
 # the ground-truth field that identifies each task (verl_perception.rewards.inputs reads them)
 _GT_FIELD = {"bbox": GROUNDING, "points": COUNTING, "text": OCR, "boxes": DETECTION}
@@ -53,11 +71,25 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _add(series: Series, step: int, data: Mapping[str, Any]) -> None:
+def _numbers(data: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
     for key, value in data.items():
         number = _number(value)
         if number is not None:
-            series[key].append((step, number))
+            out[str(key).strip()] = number
+    return out
+
+
+def _add(series: Series, step: int, data: Mapping[str, Any]) -> None:
+    for key, value in _numbers(data).items():
+        series[key].append((step, value))
+
+
+def _series(records: Iterable[Record]) -> Series:
+    series: Series = defaultdict(list)
+    for step, data in records:
+        _add(series, step, data)
+    return _sorted(series)
 
 
 def _sorted(series: Series) -> Series:
@@ -65,37 +97,65 @@ def _sorted(series: Series) -> Series:
     return {k: sorted(dict(v).items()) for k, v in sorted(series.items())}
 
 
+def metrics_jsonl_records(lines: Iterable[str], name: str = "<lines>") -> Iterator[Record]:
+    """verl's ``file`` logger lines (``{"step": N, "data": {...}}``) -> ``(step, {metric: value})``.
+
+    A last line that is not JSON is skipped: a run killed while writing cuts it. Any other line that is not
+    such a record raises ``ValueError("<name>:<line>: not a verl file-logger line (...)")``.
+    """
+    cut = None  # (line number, error) of an undecodable line, fatal unless it is the last
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if cut is not None:
+            raise ValueError(f"{name}:{cut[0]}: not a verl file-logger line ({cut[1]})")
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            cut = (n, e)
+            continue
+        try:
+            step, data = int(record["step"]), record["data"]
+            if not isinstance(data, Mapping):
+                raise TypeError(f"data is {type(data).__name__}, not an object")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{name}:{n}: not a verl file-logger line ({e!r})") from e
+        yield step, _numbers(data)
+
+
+def parse_console_line(line: str) -> Record | None:
+    """One line of verl's ``console`` logger (``step:N - key:value - ...``, with Ray's actor prefix and colour
+    codes allowed) -> ``(step, {key: value})``, or None for any other line. verl prints each value with
+    ``pprint.pformat``, so numpy scalars read ``np.float64(0.25)``; values that are not numbers are skipped."""
+    match = _CONSOLE.search(_ANSI.sub("", line.rstrip("\n")))
+    if not match:
+        return None
+    data = {}
+    for item in match.group(2).split(" - "):
+        key, sep, value = item.rpartition(":")
+        if sep and key:
+            data[key] = value
+    return int(match.group(1)), _numbers(data)
+
+
+def console_records(lines: Iterable[str]) -> Iterator[Record]:
+    """The console logger's records among the lines of a saved log (other lines skipped)."""
+    for line in lines:
+        record = parse_console_line(line)
+        if record is not None:
+            yield record
+
+
 def read_metrics_jsonl(path: str | os.PathLike) -> Series:
     """verl's ``file`` logger output (``{"step": N, "data": {...}}`` per line)."""
-    series: Series = defaultdict(list)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                step, data = int(record["step"]), record["data"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{os.fspath(path)}:{n}: not a verl file-logger line ({e})") from e
-            _add(series, step, data)
-    return _sorted(series)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return _series(metrics_jsonl_records(f, os.fspath(path)))
 
 
 def read_console_log(path: str | os.PathLike) -> Series:
     """verl's ``console`` logger lines (``step:N - key:value - ...``) in a saved log; other lines are skipped."""
-    series: Series = defaultdict(list)
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            match = _CONSOLE.search(_ANSI.sub("", line.rstrip("\n")))
-            if not match:
-                continue
-            data = {}
-            for item in match.group(2).split(" - "):
-                key, sep, value = item.rpartition(":")
-                if sep and key:
-                    data[key.strip()] = value
-            _add(series, int(match.group(1)), data)
-    return _sorted(series)
+        return _series(console_records(f))
 
 
 def _task_of(gts: Any) -> str:
