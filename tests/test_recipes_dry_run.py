@@ -228,7 +228,7 @@ def test_learning_check_trains_the_warm_start_on_the_generated_task(dry_runs, tm
     assert arr["model"]["use_remove_padding"] is flash
     assert arr["model"]["override_config"]["attn_implementation"] == ("flash_attention_2" if flash else "sdpa")
     assert trainer["n_gpus_per_node"] == 1 and trainer["val_before_train"] is True
-    assert trainer["total_training_steps"] == 40 and trainer["test_freq"] == 10
+    assert trainer["total_training_steps"] == 10 and trainer["test_freq"] == 5
     assert "file" in trainer["logger"] and cfg["data"]["seed"] == 1
     _verl_objects(cfg)  # verl's own dataclasses accept it
 
