@@ -87,8 +87,9 @@ def _add(series: Series, step: int, data: Mapping[str, Any]) -> None:
 
 def _series(records: Iterable[Record]) -> Series:
     series: Series = defaultdict(list)
-    for step, data in records:
-        _add(series, step, data)
+    for step, data in records:  # already finite numbers (the record readers keep no others)
+        for key, value in data.items():
+            series[key].append((step, value))
     return _sorted(series)
 
 
