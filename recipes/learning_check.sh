@@ -127,8 +127,8 @@ ARGS=(
     data.max_prompt_length=256                           # <= 64 image tokens + the ~100-token chat prompt
     data.max_response_length=64                          # the answer is ~30 tokens of JSON
     # ours: [PR1]'s 1e-6 is for a pretrained 3B model; this one is small, warm-started at 1e-3, with 10 steps
-    # to move. At 1e-4 on an H200: no collapse (format 0.99-1.00, KL loss <= 0.018), validation reward
-    # +0.027/+0.028 after 10 steps for two seeds (docs/recipes.md).
+    # to move. At 1e-4 on an H200: no collapse (format 0.99-1.00, KL loss <= 0.02 but once 0.096), validation
+    # reward +0.027/+0.028 after 10 steps for two seeds (docs/recipes.md).
     actor_rollout_ref.actor.optim.lr="$GRPO_LR"
     actor_rollout_ref.rollout.temperature=1.0            # [PR1] --temperature 1.0
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3 # a 7.7M-parameter model: most of the GPU stays free
