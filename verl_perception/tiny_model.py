@@ -28,8 +28,12 @@ Its tokenizer keeps only the first 8,192 BPE ranks (the added tokens follow at 8
 8,320): the same byte-level BPE, cut, so every text still encodes, and a model of 7.7M parameters instead of
 44M whose logits are 18 times smaller. Only its token ids differ from the real model's.
 
+``size="3b"`` (Qwen2.5-VL) and ``size="4b"`` (Qwen3-VL) are real-shape twins of Qwen2.5-VL-3B-Instruct and
+Qwen3-VL-4B-Instruct (:mod:`verl_perception.twins`): the released configs with random weights that never end a
+rollout early, for step-time and memory measurements; ``config_only`` writes them without weights.
+
 Command line: ``python -m verl_perception.tiny_model --out DIR [--family qwen3_vl] [--min-pixels N --max-pixels N]
-[--size S]``.
+[--size S] [--config-only] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -163,6 +167,8 @@ SIZES: dict[str, ModelSize] = {
                        vision_windows=False),
 }
 VOCAB_MULTIPLE = 128
+# Real-shape twins (verl_perception.twins.TWINS), built by the same entry points.
+TWIN_SIZES = ("3b", "4b")
 # Qwen3-VL: interleaved M-RoPE sections summing to head_dim / 2 ([24, 20, 20] of 64 in the real model); a
 # vision tower with heads of 32 (no head smaller than the text's), learned position embeddings on a 48 x 48
 # grid as the real one (interpolated to each image), and deepstack features from both vision blocks added
@@ -468,18 +474,28 @@ def build_tiny_model(
     seed: int = 0,
     dtype: str = "bfloat16",
     size: str = "tiny",
+    config_only: bool = False,
+    device: str = "cpu",
 ) -> str:
     """Write a random-init tiny model of ``family`` (``qwen2_5_vl``, the default, or ``qwen3_vl``): config,
     safetensors weights, generation config, tokenizer, processor; return the path. Pixel bounds default to
     the family's recipe bounds. Same ``seed`` -> same weights. ``dtype`` is the stored weight type
     (bfloat16, as the real checkpoints; float32 for exact CPU arithmetic); ``size`` a key of :data:`SIZES`
-    (Qwen2.5-VL only: Qwen3-VL is built at ``"tiny"`` size alone)."""
+    (Qwen2.5-VL only: Qwen3-VL is built at ``"tiny"`` size alone) or a real-shape twin's
+    (:data:`verl_perception.twins.TWINS`: ``"3b"`` for Qwen2.5-VL, ``"4b"`` for Qwen3-VL; bfloat16, initialised
+    on ``device``; ``config_only`` writes everything but the weights)."""
     import torch
     from transformers import GenerationConfig
 
+    family = get_family(family)
+    if size in TWIN_SIZES:
+        from verl_perception.twins import build_twin
+
+        return build_twin(out_dir, family, size, min_pixels, max_pixels, seed, config_only, device)
+    if config_only:
+        raise ValueError(f"config_only is for the real-shape twins ({', '.join(TWIN_SIZES)}), not size {size!r}")
     if dtype not in ("bfloat16", "float16", "float32"):
         raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
-    family = get_family(family)
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     if family is QWEN3_VL and size != "tiny":
@@ -551,15 +567,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-pixels", type=int, default=None, help="default: the family's recipe upper bound")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--size", default="tiny", choices=sorted(SIZES),
-                        help="model shape (default tiny; larger sizes: qwen2_5_vl only)")
+    parser.add_argument("--size", default="tiny", choices=sorted(SIZES) + list(TWIN_SIZES),
+                        help="model shape (default tiny; small: qwen2_5_vl only; 3b: the real-shape twin of "
+                             "Qwen2.5-VL-3B-Instruct, 4b: of Qwen3-VL-4B-Instruct, with --family qwen3_vl)")
     parser.add_argument("--processor-only", action="store_true", help="write only tokenizer + processor")
+    parser.add_argument("--config-only", action="store_true",
+                        help="twins (--size 3b/4b): write config, tokenizer and processor, no weights")
+    parser.add_argument("--device", default="cpu",
+                        help="twins: device to initialise the weights on (cuda: seconds; cpu: minutes, 8-9 GB)")
     args = parser.parse_args(argv)
     if args.processor_only:
         path = build_tiny_processor(args.out, args.min_pixels, args.max_pixels, args.family)
     else:
-        path = build_tiny_model(args.out, args.family, args.min_pixels, args.max_pixels, args.seed, args.dtype,
-                                args.size)
+        try:
+            path = build_tiny_model(args.out, args.family, args.min_pixels, args.max_pixels, args.seed, args.dtype,
+                                    args.size, args.config_only, args.device)
+        except ValueError as err:
+            parser.exit(2, f"error: {err}\n")
     print(path)
 
 
