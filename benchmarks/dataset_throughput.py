@@ -113,13 +113,16 @@ def make_image(w: int, h: int, rng: random.Random) -> bytes:
     return buf.getvalue()
 
 
-def build_parquet(work: Path, rows: int, seed: int) -> Path:
-    """``work/coco/train.parquet`` of ``rows`` rows, made by the project's COCO preprocessing (cached)."""
-    from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+def build_parquet(work: Path, rows: int, seed: int, model_family: str = "qwen2_5_vl", split: str = "train",
+                  out: Path | None = None) -> Path:
+    """``out/<split>.parquet`` (default ``work/coco_<rows>_<seed>/``) of ``rows`` COCO-like rows, made by the
+    project's COCO preprocessing for ``model_family`` at its recipe pixel bounds (cached)."""
+    from verl_perception.frame import get_family
     from verl_perception.preprocess import coco_detection
 
-    out = work / f"coco_{rows}_{seed}"
-    parquet = out / "train.parquet"
+    family = get_family(model_family)
+    out = out if out is not None else work / f"coco_{rows}_{seed}"
+    parquet = out / f"{split}.parquet"
     if parquet.exists():
         return parquet
     rng = random.Random(seed)
@@ -144,9 +147,9 @@ def build_parquet(work: Path, rows: int, seed: int) -> Path:
     cats = [{"id": i, "name": n} for i, n in enumerate(CATEGORY_NAMES, start=1)]
     ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     t = time.perf_counter()
-    summary = coco_detection.convert(ann, img_dir, out, "train", min_pixels=DEFAULT_MIN_PIXELS,
-                                     max_pixels=DEFAULT_MAX_PIXELS, workers=max(1, (os.cpu_count() or 2)),
-                                     strict=True, progress=False)
+    summary = coco_detection.convert(ann, img_dir, out, split, min_pixels=family.min_pixels,
+                                     max_pixels=family.max_pixels, model_family=family.name,
+                                     workers=max(1, (os.cpu_count() or 2)), strict=True, progress=False)
     print(f"built {summary.rows_written} rows in {time.perf_counter() - t:.0f}s through "
           f"verl_perception.preprocess.coco_detection ({parquet.stat().st_size / 2**20:.0f} MiB)", flush=True)
     return parquet

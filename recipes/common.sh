@@ -23,9 +23,11 @@
 #   DRY_RUN=args     print the Hydra overrides, NUL-separated, and exit (for scripts and tests)
 #   SKIP_PREFLIGHT=1 start training without the preflight checks
 #   PYTHON           interpreter (default python3)
-#   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (with verl's padding
-#                    removal), sdpa (padded batches) or auto (default: flash_attention_2 when flash-attn
-#                    is installed, else sdpa, said loudly)
+#   ATTN_IMPL        attention of the FSDP actor/reference: flash_attention_2 (flash-attn, with verl's
+#                    padding removal), flash_varlen_torch (PyTorch's own flash kernel, torch >= 2.10, with
+#                    padding removal; verl_perception/packed_attention.py), sdpa (padded batches) or auto
+#                    (default: flash_attention_2 when flash-attn is installed, else flash_varlen_torch when
+#                    torch has it, else sdpa, said loudly)
 #   TINY=1           any recipe on 1 GPU (or N_GPUS_PER_NODE) in minutes: a tiny random model of
 #                    MODEL_FAMILY built offline, the bundled sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
 #                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
@@ -85,21 +87,28 @@ fi
 
 # Attention: verl builds the actor with flash_attention_2 and packs sequences (use_remove_padding)
 # unless told otherwise, and both need flash-attn, which is built per CUDA/torch and often missing.
-# Falling back to sdpa costs speed and memory on padded batches, never correctness, so auto picks it
-# rather than stopping; preflight refuses an explicit flash_attention_2 without flash-attn.
+# Without it, auto takes flash_varlen_torch: the same padding-free packing on PyTorch's own FA2 kernel
+# (torch >= 2.10; registered by this package's verl plugin). Only where torch lacks that kernel does it
+# fall back to sdpa, which costs speed and memory on padded batches (and one attention call per vision
+# window), never correctness. Preflight refuses an implementation this machine cannot run.
 ATTN_IMPL="${ATTN_IMPL:-auto}"
 case "$ATTN_IMPL" in
     auto)
         if "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("flash_attn") is None)' 2>/dev/null; then
             ATTN_IMPL=flash_attention_2
+        elif "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch.nn.attention.varlen") is None)' 2>/dev/null; then
+            ATTN_IMPL=flash_varlen_torch
         else
             ATTN_IMPL=sdpa
             ATTN_FALLBACK=1
         fi ;;
-    flash_attention_2 | sdpa | eager) ;;
-    *) echo "ATTN_IMPL must be auto, flash_attention_2, sdpa or eager, got '$ATTN_IMPL'" >&2; exit 1 ;;
+    flash_attention_2 | flash_varlen_torch | sdpa | eager) ;;
+    *) echo "ATTN_IMPL must be auto, flash_attention_2, flash_varlen_torch, sdpa or eager, got '$ATTN_IMPL'" >&2; exit 1 ;;
 esac
-if [[ "$ATTN_IMPL" == flash_attention_2 ]]; then REMOVE_PADDING=True; else REMOVE_PADDING=False; fi
+case "$ATTN_IMPL" in
+    flash_attention_2 | flash_varlen_torch) REMOVE_PADDING=True ;;
+    *) REMOVE_PADDING=False ;;
+esac
 
 say() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -167,8 +176,8 @@ use_data() {
 }
 
 if [[ "${ATTN_FALLBACK:-0}" == 1 && "$DRY_RUN" != args ]]; then
-    say "flash-attn is not installed: training with ATTN_IMPL=sdpa (padded batches; slower, same results)." \
-        "Install flash-attn for your CUDA/torch, or set ATTN_IMPL=sdpa to silence this."
+    say "neither flash-attn nor torch's varlen attention (torch >= 2.10) is installed: training with" \
+        "ATTN_IMPL=sdpa (padded batches; slower, same results). Install either, or set ATTN_IMPL=sdpa to silence this."
 fi
 
 # TINY=1: the tiny model, sample data and small batches (TINY_ARGS, appended by each recipe after its

@@ -223,10 +223,13 @@ def test_learning_check_trains_the_warm_start_on_the_generated_task(dry_runs, tm
     assert arr["model"]["path"].endswith("lc/warm_start")
     assert [Path(f).parent.name for f in cfg["data"]["train_files"] + cfg["data"]["val_files"]] == [
         "synthetic_shapes", "synthetic_shapes"]  # fmt: skip
-    # attention from common.sh's ATTN_IMPL=auto: flash_attention_2 with padding removal if flash-attn is here
+    # attention from common.sh's ATTN_IMPL=auto: flash_attention_2 if flash-attn is here, else the packed
+    # attention on torch's varlen kernel (torch >= 2.10, as in the test venv), both with padding removal
     flash = importlib.util.find_spec("flash_attn") is not None
-    assert arr["model"]["use_remove_padding"] is flash
-    assert arr["model"]["override_config"]["attn_implementation"] == ("flash_attention_2" if flash else "sdpa")
+    varlen = importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    expected = "flash_attention_2" if flash else ("flash_varlen_torch" if varlen else "sdpa")
+    assert arr["model"]["override_config"]["attn_implementation"] == expected
+    assert arr["model"]["use_remove_padding"] is (expected != "sdpa")
     assert trainer["n_gpus_per_node"] == 1 and trainer["val_before_train"] is True
     assert trainer["total_training_steps"] == 10 and trainer["test_freq"] == 5
     assert "file" in trainer["logger"] and cfg["data"]["seed"] == 1

@@ -340,9 +340,27 @@ def test_flash_attention_needs_flash_attn(base_cfg, monkeypatch):
     fixed = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=False,
                  actor_rollout_ref__model__override_config__attn_implementation="sdpa")  # fmt: skip
     assert _machine(fixed).ok
+    assert "ATTN_IMPL=flash_varlen_torch" in p.message
     # with flash-attn installed the defaults pass
     monkeypatch.setattr(preflight, "module_installed", lambda name: True)
     assert _machine(cfg).ok
+
+
+def test_packed_attention_needs_torch_varlen_not_flash_attn(base_cfg, monkeypatch):
+    setting = "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)"
+    cfg = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=True,
+               actor_rollout_ref__model__override_config__attn_implementation=preflight.PACKED_ATTENTION)  # fmt: skip
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name != "flash_attn")
+    assert _machine(cfg).ok  # padding removal without flash-attn
+    monkeypatch.setattr(preflight, "module_installed", lambda name: name != "torch.nn.attention.varlen")
+    p = _problem(_machine(cfg), setting)
+    assert "torch >= 2.10" in p.message and "ATTN_IMPL=sdpa" in p.message
+
+
+def test_preflight_names_the_registered_packed_attention():
+    from verl_perception.packed_attention import NAME
+
+    assert preflight.PACKED_ATTENTION == NAME
 
 
 def test_dry_run_reports_the_machine_as_notes(base_cfg, monkeypatch):

@@ -30,7 +30,8 @@ config ``python -m verl.trainer.main_ppo <hydra overrides>`` would run and check
 8. The machine (skipped by ``--dry-run``, which reports them as notes): the GPUs asked for exist
    on a single node; every module the chosen trainer path imports is installed (TransferQueue for
    verl's default V1 trainer, vLLM or SGLang for the rollout); flash-attn is installed when the
-   config needs it (``use_remove_padding=True`` or ``attn_implementation=flash_attention_2``).
+   config needs it (``use_remove_padding=True`` or ``attn_implementation=flash_attention_2``), torch's
+   varlen attention when it asks for ``flash_varlen_torch``.
    These are what killed real runs only after Ray had started.
 
 Every problem names the setting to change. Exit status: 0 clean, 2 problems found, 1 when the
@@ -647,6 +648,10 @@ def check_batches(cfg, report: Report) -> None:
 # ----------------------------------------------------------------------------------------------
 # the machine: GPUs and the modules verl will import after Ray starts
 
+# The packed attention implementation this package registers (verl_perception.packed_attention.NAME; named
+# here so that the checks need not import torch).
+PACKED_ATTENTION = "flash_varlen_torch"
+
 # Shown by every flash-attn problem: the overrides the recipes apply themselves with ATTN_IMPL=sdpa.
 SDPA_OVERRIDES = (
     "actor_rollout_ref.model.use_remove_padding=False",
@@ -724,6 +729,15 @@ def check_runtime(cfg, report: Report, *, gpus: int | None = None) -> None:
 
     model = cfg.actor_rollout_ref.model
     attn = attention_implementation(cfg)
+    if attn == PACKED_ATTENTION:
+        if not module_installed("torch.nn.attention.varlen"):
+            report.add(
+                "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)",
+                f"{PACKED_ATTENTION} runs on torch.nn.attention.varlen (torch >= 2.10), which this torch lacks: "
+                "upgrade torch (verl[vllm] brings 2.11), install flash-attn and use ATTN_IMPL=flash_attention_2, "
+                f"or train with PyTorch sdpa: ATTN_IMPL=sdpa in the recipes, i.e. the overrides {' '.join(SDPA_OVERRIDES)}",
+            )
+        return
     needs_fa = [k for k, on in (
         ("actor_rollout_ref.model.use_remove_padding=True", bool(model.get("use_remove_padding", False))),
         (f"attn_implementation={attn}", attn == "flash_attention_2"),
@@ -732,7 +746,8 @@ def check_runtime(cfg, report: Report, *, gpus: int | None = None) -> None:
         report.add(
             "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)",
             f"{' and '.join(needs_fa)} need flash-attn, which is not installed: install it for your CUDA and "
-            'torch (e.g. pip install "verl[flash-attn-cu130torch211]"), or train with PyTorch sdpa: '
+            'torch (e.g. pip install "verl[flash-attn-cu130torch211]"), use PyTorch\'s own flash kernel: '
+            f"ATTN_IMPL={PACKED_ATTENTION} (torch >= 2.10), or train with PyTorch sdpa: "
             f"ATTN_IMPL=sdpa in the recipes, i.e. the overrides {' '.join(SDPA_OVERRIDES)}",
         )
 
