@@ -32,10 +32,14 @@ PHASES = [
     ("vLLM weights loaded", r"Model loading took|Loading weights took"),
     ("vLLM torch.compile done", r"torch\.compile takes .* in total|Compiling a graph for dynamic shape takes"),
     ("vLLM KV cache ready", r"Available KV cache memory|GPU KV cache size"),
-    ("vLLM CUDA graphs captured", r"Graph capturing finished in"),
+    ("vLLM CUDA graph capture", r"Capturing CUDA graphs|Graph capturing finished in"),
     ("vLLM engine ready", r"init engine \(profile, create kv cache, warmup model\) took"),
     ("vLLM server up", r"Application startup complete|Uvicorn running"),
-    ("training loop", r"Training Progress|Training from scratch|global_steps"),
+    ("actor and reference ready", r"actor and ref model engine initialized"),
+    ("vLLM server process", r"vLLMHttpServer pid=\d+\)\S* \['serve'"),
+    ("vLLM worker process", r"\(Worker pid=\d+\)"),
+    ("checkpoint engine ready", r"checkpoint engine manager initialized"),
+    ("training loop", r"all initialize finished, ready to fit"),
 ]
 # vLLM's own durations, worth quoting as they are.
 DURATIONS = [
@@ -46,7 +50,7 @@ DURATIONS = [
 ]
 STEP_KEYS = ["timing_s/step", "timing_s/gen", "timing_s/old_log_prob", "timing_s/ref", "timing_s/update_actor",
              "timing_s/reward", "timing_s/adv", "timing_s/update_weights", "perf/throughput", "perf/mfu/actor",
-             "perf/max_memory_allocated_gb", "perf/max_memory_reserved_gb", "perf/total_num_tokens",
+             "actor/perf/max_memory_allocated_gb", "actor/perf/max_memory_reserved_gb", "perf/total_num_tokens",
              "response_length/mean", "prompt_length/mean", "response_length/clip_ratio"]
 
 
@@ -99,7 +103,7 @@ def print_report(rep: dict, gpus: int) -> None:
     cols = [("step", "timing_s/step"), ("gen", "timing_s/gen"), ("old_lp", "timing_s/old_log_prob"),
             ("ref", "timing_s/ref"), ("update", "timing_s/update_actor"), ("reward", "timing_s/reward"),
             ("sync", "timing_s/update_weights"), ("tok/s/GPU", "perf/throughput"), ("MFU", "perf/mfu/actor"),
-            ("alloc GB", "perf/max_memory_allocated_gb"), ("resv GB", "perf/max_memory_reserved_gb"),
+            ("alloc GB", "actor/perf/max_memory_allocated_gb"), ("resv GB", "actor/perf/max_memory_reserved_gb"),
             ("resp len", "response_length/mean")]
     print("step " + " ".join(f"{c:>9}" for c, _ in cols))
     for step, data in sorted(rep["steps"].items()):
@@ -123,7 +127,8 @@ def main(argv=None) -> int:
         return 0
     if not args.log:
         parser.error("give the stamped log (or --stamp)")
-    lines = Path(args.log).read_text(errors="replace").splitlines()
+    with open(args.log, encoding="utf-8", errors="replace", newline="") as f:  # keep progress bars' \r in their line
+        lines = f.read().split("\n")
     rep = report(lines)
     print_report(rep, args.gpus)
     if args.json:

@@ -76,6 +76,7 @@ def test_config_files_hold_the_real_shapes_and_ids(configs):
             text.intermediate_size, text.vocab_size) == (2048, 36, 16, 2, 11008, 151936)
     assert (vision.depth, vision.hidden_size, vision.fullatt_block_indexes, vision.window_size) == (32, 1280, [7, 15, 23, 31], 112)
     assert text.rope_parameters["mrope_section"] == [16, 24, 24] and config.tie_word_embeddings
+    assert config.architectures == ["Qwen2_5_VLForConditionalGeneration"]  # verl's HFModelConfig needs it
     # the released models' special ids, from the tokenizer the twin ships
     assert (config.image_token_id, config.video_token_id, config.vision_start_token_id) == (151655, 151656, 151652)
     assert (text.bos_token_id, text.eos_token_id, text.pad_token_id) == (151643, 151645, 151643)
@@ -88,6 +89,7 @@ def test_config_files_hold_the_real_shapes_and_ids(configs):
     assert (t4.hidden_size, t4.num_hidden_layers, t4.num_attention_heads, t4.num_key_value_heads, t4.head_dim,
             t4.intermediate_size) == (2560, 36, 32, 8, 128, 9728)
     assert (v4.depth, v4.hidden_size, v4.deepstack_visual_indexes, v4.patch_size) == (24, 1024, [5, 11, 17], 16)
+    assert config4.architectures == ["Qwen3VLForConditionalGeneration"]
     assert t4.rope_parameters["mrope_interleaved"] and t4.rope_parameters["mrope_section"] == [24, 20, 20]
     assert json.loads((path4 / "processor_config.json").read_text())["image_processor"]["patch_size"] == 16
 

@@ -112,10 +112,10 @@ def twin_config(twin: Twin, tokenizer):
     text = dict(twin.text, vocab_size=REAL_VOCAB_SIZE, tie_word_embeddings=True, **token_ids)
     if twin.family == QWEN3_VL.name:
         return Qwen3VLConfig(text_config=text, vision_config=dict(twin.vision), tie_word_embeddings=True,
-                             **vision_ids)
+                             architectures=["Qwen3VLForConditionalGeneration"], **vision_ids)
     text.update(vision_ids)  # generation and the rope index read them from the text config too
     return Qwen2_5_VLConfig(text_config=text, vision_config=dict(twin.vision), tie_word_embeddings=True,
-                            **vision_ids, **token_ids)
+                            architectures=["Qwen2_5_VLForConditionalGeneration"], **vision_ids, **token_ids)
 
 
 def never_sampled_ids(tokenizer, vocab_size: int) -> list[int]:
