@@ -79,6 +79,9 @@ BENCH=(
 )
 export MODEL_PATH="$MODEL" MODEL_FAMILY="$FAMILY" DATA_DIR="$DATA" STAGE=1 CKPT_ROOT="$WORK/checkpoints" \
     EXPERIMENT_NAME="grpo_step_${RECIPE}_$TWIN"
+# verl sets vLLM's log level to WARN in its workers unless the launching shell sets one; INFO makes vLLM
+# report its own start-up durations (weight load, torch.compile, CUDA graph capture, engine init).
+export VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-INFO}"
 if [[ "$DRY_RUN" == 1 ]]; then
     N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-1}" exec bash "recipes/$RECIPE.sh" "${BENCH[@]}" "$@"
 fi

@@ -49,8 +49,11 @@ import verl
 from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
 cls = REWARD_MANAGER.get("perception")
 out = {"cls": None if cls is None else f"{cls.__module__}.{cls.__qualname__}", "modules": sorted(sys.modules)}
-# what verl's own reward loop imports, for comparison (a no-op when the plugin already loaded it)
+# what verl's own reward loop and the verl/transformers modules the plugin patches import, for comparison
+# (a no-op when the plugin already loaded them)
 import verl.experimental.reward_loop.reward_manager
+import transformers.integrations.flash_attention, transformers.masking_utils
+import verl.models.transformers.qwen2_vl, verl.utils.torch_functional
 out["modules_with_reward_loop"] = sorted(sys.modules)
 print(json.dumps(out))
 """
@@ -74,8 +77,9 @@ def test_plain_import_verl_registers_perception(fresh_import_verl, fresh_import_
 
 
 def test_plugin_adds_no_imports_beyond_verls_reward_loop(fresh_import_verl, fresh_import_verl_without_plugins):
-    """The plugin may pull in verl's reward-loop package (the registry lives there) and our small
-    config/task modules, nothing else: no scorer dependencies, no dataset adapter."""
+    """The plugin may pull in verl's reward-loop package (the registry lives there), the verl and transformers
+    modules its attention and log-prob speed-ups patch, and our small config/task modules, nothing else: no
+    scorer dependencies, no dataset adapter."""
     with_plugin = set(fresh_import_verl["modules"])
     reference = set(fresh_import_verl_without_plugins["modules_with_reward_loop"])
     extra = {m for m in with_plugin - reference if not m.startswith("verl_perception")}
