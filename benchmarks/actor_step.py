@@ -43,7 +43,7 @@ import verl  # noqa: E402,F401  - loads the plugin: registers flash_varlen_torch
 from dataset_throughput import make_image, pool_sizes  # noqa: E402
 
 from verl_perception.coco import COCO_NAMES  # noqa: E402
-from verl_perception.packed_attention import NAME, _reference, flash_attn_varlen_func  # noqa: E402
+from verl_perception.packed_attention import NAME, flash_attn_varlen_func, reference_attention  # noqa: E402
 from verl_perception.preprocess.prompts import detection_prompt  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def kernel_checks(device, heads: int, kv_heads: int, head_dim: int, lengths: lis
     got, grads = run(lambda a, b, c: flash_attn_varlen_func(a, b, c, cu, cu, max(lengths), max(lengths),
                                                             causal=causal), q, k, v)
     window = (-1, 0) if causal else (-1, -1)
-    want, want_grads = run(lambda a, b, c: _reference(a, b, c, cu, cu, None, window), q.float(), k.float(), v.float())
+    want, want_grads = run(lambda a, b, c: reference_attention(a, b, c, cu, cu, None, window), q.float(), k.float(), v.float())
     return {"heads": f"{heads}/{kv_heads}x{head_dim}", "tokens": total, "sequences": len(lengths),
             "causal": causal, "out_rel_err": rel_err(got, want),
             "grad_rel_err": max(rel_err(a, b) for a, b in zip(grads, want_grads))}
@@ -250,7 +250,7 @@ def profile_path(model, batch, encs, packed: bool, out_file: Path | None) -> dic
 
 
 def build_model(family: str, size: str, device, dtype, attn: str):
-    from verl_perception.tiny_model import _model_class, make_tiny_processor
+    from verl_perception.tiny_model import model_class, make_tiny_processor
     from verl_perception.frame import get_family
 
     fam = get_family(family)
@@ -269,7 +269,7 @@ def build_model(family: str, size: str, device, dtype, attn: str):
     try:
         with torch.device(device):
             torch.manual_seed(0)
-            model = _model_class(fam)(config)
+            model = model_class(fam)(config)
     finally:
         torch.set_default_dtype(previous)
     return model, processor

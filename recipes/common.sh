@@ -28,6 +28,9 @@
 #                    padding removal; verl_perception/packed_attention.py), sdpa (padded batches) or auto
 #                    (default: flash_attention_2 when flash-attn is installed, else flash_varlen_torch when
 #                    torch has it, else sdpa, said loudly)
+#   DYNAMIC_SAMPLING=1  DAPO dynamic sampling: groups whose rollouts all get the same score (zero GRPO
+#                    advantage) are dropped and replaced by fresh prompts before the update (verl's
+#                    algorithm.filter_groups, applied by our sampler; costs extra generation, see docs/recipes.md)
 #   TINY=1           any recipe on 1 GPU (or N_GPUS_PER_NODE) in minutes: a tiny random model of
 #                    MODEL_FAMILY built offline, the bundled sample, 4 prompts x 2 rollouts, TINY_STEPS steps per stage (default 1), everything
 #                    under TINY_DIR (default ${TMPDIR:-/tmp}/verl_perception_tiny). Checks the pipeline,
@@ -57,6 +60,11 @@ case "$DRY_RUN" in
     *) echo "DRY_RUN must be 0, 1 or args, got '$DRY_RUN'" >&2; exit 1 ;;
 esac
 SKIP_PREFLIGHT="${SKIP_PREFLIGHT:-0}"
+DYNAMIC_SAMPLING="${DYNAMIC_SAMPLING:-0}"
+case "$DYNAMIC_SAMPLING" in
+    0 | 1) ;;
+    *) echo "DYNAMIC_SAMPLING must be 0 or 1, got '$DYNAMIC_SAMPLING'" >&2; exit 1 ;;
+esac
 
 # The model family and its pixel bounds live in one place (verl_perception/frame.py); read them
 # rather than repeat them, and only when needed.
@@ -96,7 +104,8 @@ case "$ATTN_IMPL" in
     auto)
         if "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("flash_attn") is None)' 2>/dev/null; then
             ATTN_IMPL=flash_attention_2
-        elif "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch.nn.attention.varlen") is None)' 2>/dev/null; then
+        elif "$PYTHON" -c 'import importlib.util as u, os, sys; t = u.find_spec("torch")  # no torch import: seconds
+sys.exit(t is None or not os.path.exists(os.path.join(os.path.dirname(t.origin), "nn", "attention", "varlen.py")))' 2>/dev/null; then
             ATTN_IMPL=flash_varlen_torch
         else
             ATTN_IMPL=sdpa
@@ -282,6 +291,7 @@ perception_grpo_args() {
         # verl's replay buffer plus the metrics; with trainer.v1.trainer_mode=*_async use PerceptionReplayBufferAsync
         trainer.v1.sampler.custom_sampler.path=pkg://verl_perception.replay_buffer
         trainer.v1.sampler.custom_sampler.name=PerceptionReplayBuffer
+        # (it also logs perception/<data_source>/zero_variance_groups, the share of groups GRPO learns nothing from)
         # trainer
         trainer.total_epochs=1                               # [PR1] --num_train_epochs 1
         trainer.save_freq=100                                # [PR1] --save_steps 100 (verl also saves the last step)
@@ -291,6 +301,14 @@ perception_grpo_args() {
         trainer.project_name="$PROJECT_NAME"
         trainer.logger="$(hydra_list "$LOGGER")"
     )
+    if [[ "$DYNAMIC_SAMPLING" == 1 ]]; then
+        PERCEPTION_GRPO+=(
+            # [DAPO] dynamic sampling (Yu et al., 2025), verl's algorithm.filter_groups, applied by our sampler:
+            # a group whose rollouts all score alike has zero advantage; it is dropped and refilled
+            algorithm.filter_groups.enable=True
+            algorithm.filter_groups.metric=score         # our reward manager's per-rollout score (= the reward)
+        )
+    fi
 }
 
 # preflight OVERRIDE... : in a dry run print the composed config and check it (DRY_RUN=1) or print

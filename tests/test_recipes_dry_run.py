@@ -49,6 +49,7 @@ def dry_runs(sample_data, tmp_path_factory, tiny_model_dir) -> dict[str, subproc
         "learning_check": (["learning_check.sh"], _env(tmp, LC_DIR=tmp / "lc", TRAIN_ROWS=16, VAL_ROWS=8,
                                                        DATA_WORKERS=1)),
         "wrong_key": (["pixmo_counting.sh", "actor_rollout_ref.actor.no_such_key=1"], _env(tmp, **data)),
+        "dynamic_sampling": (["refcoco_grounding.sh"], _env(tmp, DYNAMIC_SAMPLING=1, **data)),
     }
     results: dict[str, subprocess.CompletedProcess] = {}
     pending = list(jobs.items())
@@ -234,6 +235,28 @@ def test_learning_check_trains_the_warm_start_on_the_generated_task(dry_runs, tm
     assert trainer["total_training_steps"] == 10 and trainer["test_freq"] == 5
     assert "file" in trainer["logger"] and cfg["data"]["seed"] == 1
     _verl_objects(cfg)  # verl's own dataclasses accept it
+
+
+def test_dynamic_sampling_composes_and_passes_preflight(dry_runs):
+    run = dry_runs["dynamic_sampling"]
+    _ok(run)
+    (cfg,) = _configs(run)
+    groups = cfg["algorithm"]["filter_groups"]
+    assert groups["enable"] is True and groups["metric"] == "score"
+    assert cfg["trainer"]["v1"]["sampler"]["custom_sampler"]["name"] == "PerceptionReplayBuffer"
+    _verl_objects(cfg)  # verl's own dataclasses accept it
+
+
+@pytest.mark.parametrize("recipe", ["refcoco_grounding.sh", "pixmo_counting.sh", "pageocr.sh", "coco_detection.sh",
+                                    "smoke.sh"])
+def test_dynamic_sampling_flag_reaches_every_recipe(tmp_path, sample_data, recipe):
+    on = recipe_args(recipe, tmp_path, DATA_DIR=sample_data, DYNAMIC_SAMPLING=1, MIN_PIXELS=3136, MAX_PIXELS=1003520)
+    off = recipe_args(recipe, tmp_path, DATA_DIR=sample_data, MIN_PIXELS=3136, MAX_PIXELS=1003520)
+    flags = ["algorithm.filter_groups.enable=True", "algorithm.filter_groups.metric=score"]
+    assert on.count(flags[0]) == on.count(flags[1]) >= 1 and not set(flags) & set(off)
+    assert [a for a in on if a not in flags] == off
+    run = _quick(tmp_path, str(RECIPES / recipe), DYNAMIC_SAMPLING="yes", DATA_DIR=sample_data)
+    assert run.returncode == 1 and "DYNAMIC_SAMPLING must be 0 or 1" in run.stderr
 
 
 def test_wrong_hydra_key_fails(dry_runs):

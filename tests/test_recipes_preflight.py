@@ -370,3 +370,30 @@ def test_dry_run_reports_the_machine_as_notes(base_cfg, monkeypatch):
     assert any(n.startswith("on this machine the run would fail: [N_GPUS_PER_NODE") for n in report.notes)
     report = preflight.run_checks(_cfg(base_cfg))
     assert "N_GPUS_PER_NODE (trainer.n_gpus_per_node)" in _settings(report)
+
+
+def _dynamic(cfg):
+    report = preflight.Report()
+    preflight.check_dynamic_sampling(cfg, report)
+    return report
+
+
+def test_dynamic_sampling_is_refused_where_verl_would_ignore_or_fail(base_cfg):
+    on = dict(algorithm__filter_groups__enable=True, algorithm__filter_groups__metric="score")
+    assert _dynamic(_cfg(base_cfg, **on)).ok  # the recipes' setting, with our sampler
+    assert _dynamic(_cfg(base_cfg, algorithm__filter_groups__metric="nonsense")).ok  # off: nothing to check
+    p = _problem(_dynamic(_cfg(base_cfg, **on, trainer__v1__sampler__custom_sampler__name="MySampler")),
+                 "algorithm.filter_groups")
+    assert "would not apply it" in p.message and "PerceptionReplayBuffer" in p.message
+    p = _problem(_dynamic(_cfg(base_cfg, **{**on, "algorithm__filter_groups__metric": "acc"})),
+                 "algorithm.filter_groups.metric")
+    assert "'acc'" in p.message and "score" in p.message and "iou" in p.message
+    for metric in ("reward", "iou", "f1"):  # what the rollouts carry
+        assert _dynamic(_cfg(base_cfg, **{**on, "algorithm__filter_groups__metric": metric})).ok
+    p = _problem(_dynamic(_cfg(base_cfg, **on, algorithm__filter_groups__max_num_gen_batches=4)),
+                 "algorithm.filter_groups.max_num_gen_batches")
+    assert "max_inflight_gen_batches" in p.message
+    p = _problem(_dynamic(_cfg(base_cfg, **on, reward__reward_model__enable=True)), "algorithm.filter_groups.enable")
+    assert "enable_resource_pool" in p.message
+    assert preflight.run_checks(_cfg(base_cfg, **on), dry_run=True).ok
+

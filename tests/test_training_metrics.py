@@ -177,6 +177,9 @@ def test_sampler_metrics_reach_verls_step_metrics_and_loggers(
     assert len(batch.keys) == n * len(ROWS)
 
     expected = _expected_metrics(list(range(len(ROWS))))
+    # each prompt's n rollouts carry the same reward here: every group is zero-variance, in every source
+    expected.update({f"perception/{source}/zero_variance_groups": 1.0 for source, *_ in ROWS})
+    expected["perception/zero_variance_groups"] = 1.0
     perception = {k: v for k, v in metrics.items() if k.startswith("perception/")}
     assert perception == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert {"perception/coco/f1", "perception/coco/recall", "perception/pixmo_count/count_exact"} <= set(perception)

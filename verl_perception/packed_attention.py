@@ -56,8 +56,10 @@ def _window(causal: bool, window_size) -> tuple[int, int]:
     return (left, 0) if causal else (left, right)
 
 
-def _reference(q, k, v, cu_q, cu_k, scale, window):
-    """Per-sequence sdpa with flash-attn's masking: causal and windows aligned to the bottom right."""
+def reference_attention(q, k, v, cu_q, cu_k, scale, window):
+    """The reference path: per-sequence sdpa with flash-attn's masking (causal and windows aligned to the bottom
+    right). ``q`` (total_q, H, D), ``k``/``v`` (total_k, H_k, D), ``cu_*`` (B + 1,) int, ``scale`` float or
+    None, ``window`` (left, right) with -1 unbounded; returns (total_q, H, D)."""
     out = torch.empty_like(q)
     groups = q.shape[1] // k.shape[1]
     left, right = window
@@ -111,7 +113,7 @@ def flash_attn_varlen_func(
     cu_k = cu_seqlens_k.to(torch.int32)
     fast = _torch_varlen()
     if fast is None or not q.is_cuda or q.dtype not in (torch.bfloat16, torch.float16):
-        return _reference(q, k, v, cu_q, cu_k, softmax_scale, window)
+        return reference_attention(q, k, v, cu_q, cu_k, softmax_scale, window)
     varlen_attn, takes_window = fast
     shape = {"window_size": window} if takes_window else {"is_causal": window == (-1, 0)}
     if not takes_window and window not in ((-1, 0), (-1, -1)):

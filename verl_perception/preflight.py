@@ -26,7 +26,9 @@ config ``python -m verl.trainer.main_ppo <hydra overrides>`` would run and check
    the instruction (counted with the model's tokenizer when it is on local disk; otherwise
    estimated as one token per two UTF-8 bytes + 48 tokens of chat template, which over-counts
    Qwen's tokenizer by about 2x on English text).
-7. Batch sizes the data-parallel split needs and the token budget of dynamic batching.
+7. Batch sizes the data-parallel split needs and the token budget of dynamic batching; with dynamic
+   sampling (``algorithm.filter_groups``), what verl would ignore or fail on: another custom sampler, a
+   metric the rollouts do not carry, ``max_num_gen_batches``, a colocated reward model.
 8. The machine (skipped by ``--dry-run``, which reports them as notes): the GPUs asked for exist
    on a single node; every module the chosen trainer path imports is installed (TransferQueue for
    verl's default V1 trainer, vLLM or SGLang for the rollout); flash-attn is installed when the
@@ -645,6 +647,50 @@ def check_batches(cfg, report: Report) -> None:
         )
 
 
+# The samplers that apply verl's own dynamic sampling (verl_perception.replay_buffer); a custom sampler of
+# someone else's gets no algorithm.filter_groups arguments from verl 0.9.1.
+PERCEPTION_SAMPLERS = ("PerceptionReplayBuffer", "PerceptionReplayBufferAsync")
+PERCEPTION_SAMPLER_PATH = "pkg://verl_perception.replay_buffer"
+
+
+def check_dynamic_sampling(cfg, report: Report) -> None:
+    """``algorithm.filter_groups`` (dynamic sampling): what verl would ignore or fail on minutes into a run.
+
+    verl 0.9.1's V1 trainer applies it in its own replay buffers and in ours, never in another custom
+    sampler; its V1 buffers ignore ``max_num_gen_batches`` (only a warning); the metric must be one the
+    rollouts carry (``reward``, or a key of our reward manager's ``reward_extra_info``); a colocated reward
+    model scores after sampling, too late to filter.
+    """
+    from verl_perception.reward_manager import EXTRA_INFO_KEYS
+
+    groups = cfg.algorithm.get("filter_groups") or {}
+    if not groups.get("enable", False):
+        return
+    setting = "algorithm.filter_groups"
+    sampler = cfg.trainer.get("v1", {}).get("sampler", {}).get("custom_sampler") or {}
+    path, name = sampler.get("path"), sampler.get("name")
+    if path and name and (path != PERCEPTION_SAMPLER_PATH or name not in PERCEPTION_SAMPLERS):
+        report.add(setting, f"dynamic sampling is on but the custom sampler {path}:{name} gets none of its "
+                            "settings from verl 0.9.1 and would not apply it: use "
+                            f"trainer.v1.sampler.custom_sampler.path={PERCEPTION_SAMPLER_PATH} (name "
+                            f"{' or '.join(PERCEPTION_SAMPLERS)}), verl's built-in buffer (no custom_sampler), or "
+                            "algorithm.filter_groups.enable=False")
+    metric = groups.get("metric")
+    known = ("reward", *EXTRA_INFO_KEYS)
+    if cfg.reward.reward_manager.get("name") == "perception" and metric not in known:
+        report.add(f"{setting}.metric", f"{metric!r} is not a value the perception reward manager reports per "
+                                        f"rollout: use one of {', '.join(known)} (score = reward, the recipes' choice)")
+    if int(groups.get("max_num_gen_batches", 0) or 0) > 0:
+        report.add(f"{setting}.max_num_gen_batches", "verl's V1 replay buffers ignore it: bound the extra "
+                                                     "generation with algorithm.filter_groups.max_inflight_gen_batches "
+                                                     "instead and set max_num_gen_batches=0")
+    reward_model = cfg.reward.get("reward_model") or {}
+    if reward_model.get("enable", False) and not reward_model.get("enable_resource_pool", False):
+        report.add(f"{setting}.enable", "a colocated reward model scores rollouts only after sampling, so groups "
+                                        "cannot be filtered: set reward.reward_model.enable_resource_pool=True or "
+                                        "turn dynamic sampling off")
+
+
 # ----------------------------------------------------------------------------------------------
 # the machine: GPUs and the modules verl will import after Ray starts
 
@@ -785,6 +831,7 @@ def run_checks(
     check_reward_options(cfg, report)
     check_dataset_adapter(cfg, report)
     check_batches(cfg, report)
+    check_dynamic_sampling(cfg, report)
     check_model_path(cfg, report, pending_model)
     files = check_data_files(cfg, report)
     rows: list[Row] = []

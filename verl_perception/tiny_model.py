@@ -360,7 +360,7 @@ def build_tiny_processor(
     return out_dir
 
 
-def _special_token_ids(tokenizer) -> tuple[int, dict, dict]:
+def special_token_ids(tokenizer) -> tuple[int, dict, dict]:
     """``(vocab_size, token_ids, vision_ids)`` shared by both families' configs: the vocabulary padded to
     :data:`VOCAB_MULTIPLE`, bos/eos/pad ids and the vision placeholder ids, as the tokenizer defines them."""
     ids = dict(zip(ADDED_TOKENS, tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))))
@@ -385,7 +385,7 @@ def tiny_config(tokenizer, size: str = "tiny"):
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     shape = SIZES[size]
-    vocab_size, token_ids, vision_ids = _special_token_ids(tokenizer)
+    vocab_size, token_ids, vision_ids = special_token_ids(tokenizer)
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=shape.text_hidden,
@@ -429,7 +429,7 @@ def tiny_qwen3_config(tokenizer):
     """``Qwen3VLConfig`` of the tiny Qwen3-VL, with every special token id the tokenizer defines."""
     from transformers import Qwen3VLConfig
 
-    vocab_size, token_ids, vision_ids = _special_token_ids(tokenizer)
+    vocab_size, token_ids, vision_ids = special_token_ids(tokenizer)
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=TEXT_HIDDEN,
@@ -460,7 +460,7 @@ def tiny_qwen3_config(tokenizer):
     return Qwen3VLConfig(text_config=text_config, vision_config=vision_config, tie_word_embeddings=True, **vision_ids)
 
 
-def _model_class(family: FrameSpec):
+def model_class(family: FrameSpec):
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
     return Qwen3VLForConditionalGeneration if family is QWEN3_VL else Qwen2_5_VLForConditionalGeneration
@@ -509,7 +509,7 @@ def build_tiny_model(
     # Seed a private RNG stream: building a model must not disturb the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _model_class(family)(config)
+        model = model_class(family)(config)
     model = model.to(getattr(torch, dtype)).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,

@@ -11,6 +11,11 @@ but is read for validation metrics only. This module turns it into step metrics:
                                           ocr: edit_sim; detection: f1, precision, recall, mean_iou
     perception/<data_source>/unscored     rate of rollouts not scored normally (``reason`` set)
     perception/<data_source>/share        the data source's fraction of the batch
+    perception/<data_source>/zero_variance_groups
+                                          share of its rollout groups (one prompt's rollouts) whose
+                                          scores are all equal: GRPO gives them zero advantage, so their
+                                          generation and update teach nothing
+    perception/zero_variance_groups       the same over the whole batch
 
 The functions here are pure (no verl import); :mod:`verl_perception.replay_buffer` calls them from
 verl's sampler hook (``trainer.v1.sampler.custom_sampler``) so that they reach every configured
@@ -30,6 +35,7 @@ __all__ = [
     "PREFIX",
     "MAIN_COMPONENTS",
     "task_metrics",
+    "zero_variance_groups",
     "final_outputs",
     "batch_task_metrics",
 ]
@@ -106,6 +112,42 @@ def task_metrics(
     return metrics
 
 
+def zero_variance_groups(
+    groups: Sequence[str], data_sources: Sequence[Any], infos: Sequence[Mapping[str, Any] | None], prefix: str = PREFIX
+) -> dict[str, float]:
+    """Share of rollout groups whose scores are all equal, per data source and over the batch.
+
+    Args:
+        groups: ``[N]`` each rollout's group (its prompt's uid; GRPO normalises rewards within it).
+        data_sources: ``[N]`` data source of each rollout.
+        infos: ``[N]`` each rollout's ``reward_extra_info`` (its ``score`` is read).
+
+    A group counts when it has at least two scored rollouts; it is zero-variance when their scores are
+    exactly equal (verl's own test for DAPO filtering: standard deviation 0). Returns
+    ``{"<prefix>/<data_source>/zero_variance_groups": share, "<prefix>/zero_variance_groups": share}``,
+    nothing for a data source with no countable group.
+    """
+    if not len(groups) == len(data_sources) == len(infos):
+        raise ValueError(f"{len(groups)} groups, {len(data_sources)} data sources and {len(infos)} reward infos")
+    scores: dict[str, list[float]] = {}
+    source_of: dict[str, str] = {}
+    for group, data_source, info in zip(groups, data_sources, infos):
+        value = _number((info or {}).get("score"))
+        if value is None:
+            continue
+        scores.setdefault(group, []).append(value)
+        source_of.setdefault(group, _metric_source(data_source))
+    flat: dict[str, list[bool]] = {}
+    for group, values in scores.items():
+        if len(values) > 1:
+            flat.setdefault(source_of[group], []).append(max(values) == min(values))
+    metrics = {f"{prefix}/{source}/zero_variance_groups": sum(v) / len(v) for source, v in flat.items()}
+    every = [f for v in flat.values() for f in v]
+    if every:
+        metrics[f"{prefix}/zero_variance_groups"] = sum(every) / len(every)
+    return metrics
+
+
 def final_outputs(keys: Sequence[str]) -> list[int]:
     """Indices of the last output of each trajectory among TransferQueue keys.
 
@@ -134,4 +176,8 @@ def batch_task_metrics(keys: Sequence[str], data_sources: Iterable[Any], extra_f
     fields = [_plain(f) for f in extra_fields]
     chosen = final_outputs(keys)
     infos = [fields[i].get("reward_extra_info") if isinstance(fields[i], Mapping) else None for i in chosen]
-    return task_metrics([sources[i] for i in chosen], infos)
+    chosen_sources = [sources[i] for i in chosen]
+    metrics = task_metrics(chosen_sources, infos)
+    # verl's V1 keys are {uid}_{session_id}_{index}: the uid is the prompt, i.e. the GRPO group
+    metrics.update(zero_variance_groups([str(keys[i]).split("_")[0] for i in chosen], chosen_sources, infos))
+    return metrics

@@ -106,9 +106,9 @@ def twin_config(twin: Twin, tokenizer):
     """The transformers config of ``twin``, with every special-token id the tokenizer defines (the real ids)."""
     from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
 
-    from verl_perception.tiny_model import _special_token_ids
+    from verl_perception.tiny_model import special_token_ids
 
-    _, token_ids, vision_ids = _special_token_ids(tokenizer)
+    _, token_ids, vision_ids = special_token_ids(tokenizer)
     text = dict(twin.text, vocab_size=REAL_VOCAB_SIZE, tie_word_embeddings=True, **token_ids)
     if twin.family == QWEN3_VL.name:
         return Qwen3VLConfig(text_config=text, vision_config=dict(twin.vision), tie_word_embeddings=True,
@@ -131,11 +131,11 @@ def count_parameters(config) -> int:
     """Parameters of a model of ``config``, built on the meta device (no memory, no init)."""
     import torch
 
-    from verl_perception.tiny_model import _model_class
+    from verl_perception.tiny_model import model_class
 
     family = QWEN3_VL if config.model_type == "qwen3_vl" else QWEN2_5_VL
     with torch.device("meta"):
-        model = _model_class(family)(config)
+        model = model_class(family)(config)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -158,7 +158,7 @@ def build_twin(
     import torch
     from transformers import GenerationConfig
 
-    from verl_perception.tiny_model import _model_class, make_tiny_processor
+    from verl_perception.tiny_model import model_class, make_tiny_processor
 
     twin = get_twin(family, size)
     family = get_family(twin.family)
@@ -184,7 +184,7 @@ def build_twin(
                 torch.manual_seed(seed)
                 if device.startswith("cuda"):
                     torch.cuda.manual_seed(seed)
-                model = _model_class(family)(config)
+                model = model_class(family)(config)
         finally:
             torch.set_default_dtype(previous)
         embedding = model.get_input_embeddings().weight
