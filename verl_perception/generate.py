@@ -70,6 +70,48 @@ def input_frame(row: Mapping[str, Any]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def recorded_frame(rows: Sequence[Mapping[str, Any]]):
+    """``(family, min_pixels, max_pixels)`` the rows' input frames were computed with: ``extra_info``'s
+    ``model_family``, ``min_pixels`` and ``max_pixels`` (the family's recipe bounds where a row has none). A
+    file holds one such frame; rows of several raise :class:`EvalInputError` (the backends build one
+    processor per run)."""
+    from verl_perception.frame import family_of
+
+    seen = set()
+    for row in rows:
+        info = row.get("extra_info") or {}
+        family = family_of(info)
+        lo, hi = info.get("min_pixels"), info.get("max_pixels")
+        seen.add((family.name, int(lo) if lo is not None else family.min_pixels,
+                  int(hi) if hi is not None else family.max_pixels))
+    if len(seen) > 1:
+        raise EvalInputError(f"the rows were preprocessed for {len(seen)} different frames "
+                             f"{sorted(seen)}: generate each family / pixel-bound set separately")
+    if not seen:
+        raise EvalInputError("no rows to answer")
+    from verl_perception.frame import get_family
+
+    name, lo, hi = seen.pop()
+    return get_family(name), lo, hi
+
+
+def check_model_family(model: str, family) -> None:
+    """The model must write coordinates in the family the rows were made for (a Qwen2.5-VL answers in
+    pixels, a Qwen3-VL in 0..1000): a mismatch would score every box wrongly. Silent when the model's
+    family cannot be read (e.g. a hub name of another model family's fine-tune)."""
+    from verl_perception.frame import UnknownFamilyError, family_of_model
+
+    try:
+        model_family = family_of_model(model)
+    except (UnknownFamilyError, OSError, ValueError):
+        return
+    if model_family is not family:
+        raise EvalInputError(
+            f"the model {model} is a {model_family.name} but the data was preprocessed for {family.name}: "
+            f"preprocess it again with --model-family {model_family.name}, or evaluate a {family.name} model"
+        )
+
+
 def model_image(row: Mapping[str, Any]):
     """The row's image as the model sees it: decoded and resized to the pinned input frame."""
     from qwen_vl_utils import fetch_image
@@ -182,21 +224,26 @@ class VLLMGenerator:
     """vLLM offline engine: ``LLM.generate([{"prompt", "multi_modal_data": {"image": PIL}}], SamplingParams)``."""
 
     def __init__(self, model: str, forbid_vision_tokens: bool = False, seed: int = 0, max_model_len: int | None = None,
-                 tensor_parallel_size: int = 1):  # fmt: skip
+                 tensor_parallel_size: int = 1, pixel_bounds: tuple[int, int] | None = None):  # fmt: skip
         from transformers import AutoProcessor
         from vllm import LLM
 
-        from verl_perception.frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+        from verl_perception.frame import family_of_processor
 
         self.processor = AutoProcessor.from_pretrained(model)
+        if pixel_bounds is None:  # the model family's recipe bounds (no rows at hand)
+            family = family_of_processor(self.processor)
+            if family is None:
+                raise EvalInputError(f"cannot tell the family of {model}'s processor: pass pixel_bounds")
+            pixel_bounds = (family.min_pixels, family.max_pixels)
         kwargs: dict[str, Any] = dict(
             model=model,
             limit_mm_per_prompt={"image": 1},
             seed=seed,
             tensor_parallel_size=tensor_parallel_size,
-            # Images arrive at their input-frame size, which lies within these bounds, so vLLM's
-            # processor keeps it as it is.
-            mm_processor_kwargs={"min_pixels": DEFAULT_MIN_PIXELS, "max_pixels": DEFAULT_MAX_PIXELS},
+            # Images arrive at their input-frame size, computed with the rows' recorded bounds (factor
+            # included), so vLLM's processor, given the same bounds, keeps them as they are.
+            mm_processor_kwargs={"min_pixels": int(pixel_bounds[0]), "max_pixels": int(pixel_bounds[1])},
         )
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
@@ -234,13 +281,15 @@ def vllm_available() -> bool:
 
 
 def make_generator(backend: str, model: str, *, device: str | None = None, dtype: str | None = None,
-                   forbid_vision_tokens: bool = False, seed: int = 0):  # fmt: skip
+                   forbid_vision_tokens: bool = False, seed: int = 0, tensor_parallel_size: int = 1,
+                   pixel_bounds: tuple[int, int] | None = None):  # fmt: skip
     if backend == "auto":
         backend = "vllm" if vllm_available() else "hf"
     if backend == "vllm":
         if not vllm_available():
             raise EvalInputError("--backend vllm but vllm is not installed (pip install vllm, or use --backend hf)")
-        return VLLMGenerator(model, forbid_vision_tokens=forbid_vision_tokens, seed=seed)
+        return VLLMGenerator(model, forbid_vision_tokens=forbid_vision_tokens, seed=seed,
+                             tensor_parallel_size=tensor_parallel_size, pixel_bounds=pixel_bounds)
     if backend == "hf":
         return HFGenerator(model, device=device, dtype=dtype, forbid_vision_tokens=forbid_vision_tokens, seed=seed)
     raise EvalInputError(f"unknown backend {backend!r}")
@@ -267,6 +316,7 @@ def generate_file(
     seed: int = 0,
     progress: bool = True,
     generator=None,
+    tensor_parallel_size: int = 1,
 ) -> dict:
     """Answer every row of ``data`` (the first ``limit``) into ``out``; returns counts.
 
@@ -290,9 +340,12 @@ def generate_file(
                 input_frame(rows[i])
             except EvalInputError as e:
                 raise EvalInputError(f"row {i}: {e}") from e
+        family, lo, hi = recorded_frame([rows[i] for i in todo])
         if generator is None:
+            check_model_family(model, family)
             generator = make_generator(backend, model, device=device, dtype=dtype,
-                                       forbid_vision_tokens=forbid_vision_tokens, seed=seed)  # fmt: skip
+                                       forbid_vision_tokens=forbid_vision_tokens, seed=seed,
+                                       tensor_parallel_size=tensor_parallel_size, pixel_bounds=(lo, hi))  # fmt: skip
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with (
             open(out, "a", encoding="utf-8") as f,
@@ -326,6 +379,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
                    help="hf backend: bfloat16 on cuda, float32 on cpu")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="vllm backend: GPUs per model copy (vLLM's tensor parallelism; 2 for 7B on 80 GB GPUs)")
     p.add_argument("--forbid-vision-tokens", action="store_true",
                    help="ban vision special tokens from the output (random tiny models only)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
@@ -338,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, limit=args.limit,
             device=args.device, dtype=args.dtype, forbid_vision_tokens=args.forbid_vision_tokens, seed=args.seed,
-            progress=not args.no_progress,
+            progress=not args.no_progress, tensor_parallel_size=args.tensor_parallel_size,
         )  # fmt: skip
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
