@@ -22,6 +22,8 @@ import verl_perception.token_log_probs as ours
 
 
 class CountOps(TorchDispatchMode):
+    """Counts the ATen operations dispatched inside it (each at least one kernel launch on a GPU)."""
+
     def __init__(self):
         super().__init__()
         self.count = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from PIL import Image
 
 import verl  # noqa: F401  - loads the plugin, which installs the packed attention
 from verl_perception.packed_attention import NAME
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from actor_step import position_ids  # noqa: E402  - verl's (4, 1, L) position ids, as the benchmark builds them
 
 
 def sequences(processor):
@@ -37,16 +41,6 @@ def sequences(processor):
 
 def log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits[:-1].double(), -1).gather(-1, ids[1:, None])[:, 0]
-
-
-def position_ids(model, enc) -> torch.Tensor:
-    """verl's (4, 1, L) layout: text positions, then the model's 3-D M-RoPE positions."""
-    kwargs = {"image_grid_thw": enc["image_grid_thw"], "attention_mask": enc["attention_mask"]}
-    if "mm_token_type_ids" in enc:
-        kwargs["mm_token_type_ids"] = enc["mm_token_type_ids"]
-    vision, _ = model.model.get_rope_index(enc["input_ids"], **kwargs)
-    text = torch.arange(enc["input_ids"].shape[1])[None, None]
-    return torch.cat([text, vision], dim=0)
 
 
 def main(path: str, dtype: str = "float32") -> None:

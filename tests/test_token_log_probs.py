@@ -3,23 +3,15 @@ it, and the number of operations it dispatches against verl's per-row fallback."
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from verl_perception.token_log_probs import token_log_probs
 
-
-class CountOps(TorchDispatchMode):
-    """Counts the ATen operations dispatched (each is at least one kernel launch on a GPU)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from token_log_probs import CountOps  # noqa: E402  - the benchmark's counter of dispatched operations
 
 
 def case(rows=37, vocab=101, dtype=torch.float32, seed=0):
