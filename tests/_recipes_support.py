@@ -22,7 +22,9 @@ def bundled_sample(tmp_path_factory) -> Path:
 
 
 def recipe_env(tmp: Path, **extra) -> dict:
-    env = dict(os.environ)
+    # ray.init() in this process (verl's trainer in-process tests) exports RAY_AUTH_MODE=token and
+    # leaves it set; a recipe is run as from a user's fresh shell, so Ray's connection settings do not leak
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env.update(
         DRY_RUN="1",
         PYTHON=sys.executable,
