@@ -47,8 +47,11 @@ DATA_DIR="${DATA_DIR:-$HOME/data/verl_perception}"
 TINY="${TINY:-0}"
 if [[ "$TINY" == 1 ]]; then N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-1}"; fi  # TINY: 1 GPU unless told
 if [[ -z "${N_GPUS_PER_NODE:-}" ]]; then
-    N_GPUS_PER_NODE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || true)"
-    if ! [[ "$N_GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]]; then N_GPUS_PER_NODE=8; fi
+    # torch's count honours CUDA_VISIBLE_DEVICES; without an NVIDIA driver it is 0, so skip the import (~2 s)
+    if [[ -e /dev/nvidiactl ]] || command -v nvidia-smi >/dev/null 2>&1; then
+        N_GPUS_PER_NODE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || true)"
+    fi
+    if ! [[ "${N_GPUS_PER_NODE:-}" =~ ^[1-9][0-9]*$ ]]; then N_GPUS_PER_NODE=8; fi
 fi
 NNODES="${NNODES:-1}"
 PROJECT_NAME="${PROJECT_NAME:-verl_perception}"
