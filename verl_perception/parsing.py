@@ -12,8 +12,30 @@ Accepted answers (Qwen2.5-VL native JSON, see README's contract):
   the cut one counts as malformed.
 
 Coordinates are returned as written (absolute pixels of the input frame), corners ordered and
-clipped to ``±boxes.MAX_ABS_COORD``. Work per completion is bounded (``MAX_CHARS``,
-``MAX_ITEMS``, linear-time tag search), so a 200k-character answer costs milliseconds.
+clipped to ``±boxes.MAX_ABS_COORD``.
+
+Worst-case cost. Model output is untrusted (a policy that degenerates into repetition is common in
+RL), so the work per completion is bounded, not just the typical case:
+
+- only the first ``MAX_CHARS`` characters are read (longer answers are *truncated*, never
+  rejected: verl already cuts completions at the response length, and an answer cut by this cap is
+  read like one cut by the length limit, its complete objects kept and the cut one malformed);
+- at most ``MAX_ITEMS`` answer elements are read;
+- tag and fence searches are single ``str.find``/regex passes without nested quantifiers;
+- JSON decoding works against a budget of ``DECODE_BUDGET_FACTOR * n + DECODE_BUDGET_BASE``
+  characters for an ``n``-character payload: every ``raw_decode`` attempt is charged the
+  characters it scanned (all of its window when that cannot be known: unterminated strings,
+  nesting beyond the recursion limit, over-long integers) plus a fixed cost per failure, and an
+  attempt is made only while the budget left covers the rest of the text. So the decoder scans at
+  most ``DECODE_BUDGET_FACTOR * MAX_CHARS + DECODE_BUDGET_BASE`` characters per completion,
+  whatever the input: linear, where retrying a full decode at every ``{`` was quadratic. The
+  factor is three because an answer cut by the length limit costs one failed whole decode (read
+  from growing windows, at most 8/7 of the text) plus one salvage pass; inputs that need more
+  (many broken elements in a long answer) are adversarial, and their unread rest counts as one
+  malformed element.
+
+``benchmarks/reward_worst_case.py`` searches for slow inputs per task and prints the slowest one
+against the bound (5 ms per completion on one core) and against a typical completion.
 """
 
 from __future__ import annotations
@@ -32,6 +54,12 @@ from verl_perception.boxes import MAX_ABS_COORD
 # this are still scored (on their first MAX_CHARS characters), never rejected with an error.
 MAX_CHARS = 100_000
 MAX_ITEMS = 5_000
+# Characters the JSON decoder may scan per completion: FACTOR * len(payload) + BASE (see above).
+DECODE_BUDGET_FACTOR = 3
+DECODE_BUDGET_BASE = 32_768
+_FAIL_COST = 256  # a failed decode's fixed cost (building the exception), in characters
+_WINDOW = 4096  # first window a value is decoded from (most answer elements are far shorter)
+_LOOKAHEAD = 16  # an error this close to a window's end may be the cut ("Infin|ity")
 
 _THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
@@ -43,7 +71,10 @@ except ImportError:  # pragma: no cover - optional
     _fast_loads = None
 _DECODER = json.JSONDecoder()  # stateless; building one per call cost as much as a small decode
 _LIST_OF_OBJECTS_RE = re.compile(r"\[\s*\{")
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# ``\d+(?:\.\d*)?`` matches what ``\d+\.?\d*`` does without its two adjacent digit runs, which
+# backtrack quadratically on a long run of digits that is not a tuple.
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_SEPARATORS_RE = re.compile(r"[ \t\r\n,]*")
 _TUPLE_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 _LABEL_BEFORE_RE = re.compile(r"([^\n\(\)\[\]{}<>,;:]{1,64})\s*$")
 
@@ -115,25 +146,84 @@ def split_answer(completion: Any, require_think: bool = False) -> tuple[str, boo
     return text.strip(), tags_ok, think
 
 
-def _decode_at(decoder: json.JSONDecoder, text: str, start: int):
+class _Budget:
+    """Characters the decoder may still scan for one completion (see the module docstring)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, n: int):
+        self.left = DECODE_BUDGET_FACTOR * n + DECODE_BUDGET_BASE
+
+    def allows(self, text: str, start: int) -> bool:
+        # What one attempt may cost: its windows grow 8-fold, so they sum to under 8/7 of the rest.
+        return self.left >= (len(text) - start) * 8 // 7 + _FAIL_COST
+
+
+def _decode_window(decoder: json.JSONDecoder, doc: str, budget: _Budget, cut: bool):
+    """``(outcome, value, end)`` of ``decoder.raw_decode(doc)``, charged to ``budget``.
+
+    ``outcome`` is ``"ok"``, ``"bad"`` or ``"more"``: ``doc`` is a window of a longer text
+    (``cut``) and the outcome may depend on what follows it (a value or an error at its end, an
+    unterminated string).
+    """
+    n = len(doc)
     try:
-        return decoder.raw_decode(text, start)
-    except (ValueError, RecursionError):
-        return None
+        value, end = decoder.raw_decode(doc)
+    except json.JSONDecodeError as e:
+        unterminated = e.msg.startswith("Unterminated string")  # reported at its start, scanned to the end
+        budget.left -= (n if unterminated else e.pos + 1) + _FAIL_COST
+        if cut and (unterminated or e.pos >= n - _LOOKAHEAD):
+            return "more", None, 0
+        return "bad", None, 0
+    except (ValueError, RecursionError):  # integer digit limit, nesting: where it stopped is unknown
+        budget.left -= n + _FAIL_COST
+        return "bad", None, 0
+    budget.left -= end
+    if cut and end >= n:  # a number may go on past the window
+        return "more", None, 0
+    return "ok", value, end
 
 
-def _salvage_list(decoder: json.JSONDecoder, text: str, start: int) -> tuple[list, int] | None:
-    """Decode a JSON list element by element, keeping the elements before a cut or an error."""
+def _decode_at(decoder: json.JSONDecoder, text: str, start: int, budget: _Budget):
+    """``decoder.raw_decode(text, start)`` or None, charged to ``budget`` (the caller checked
+    :meth:`_Budget.allows`).
+
+    Decoded from growing windows of the text, so that a failure costs what was scanned: json's
+    error builds its line and column from the start of the document it was given, which made
+    each failure at position p cost O(p), and the failures of one answer quadratic.
+    """
+    n = len(text)
+    width = _WINDOW
+    while True:
+        cut = start + width < n
+        doc = text[start : start + width] if cut else (text if start == 0 else text[start:])
+        outcome, value, end = _decode_window(decoder, doc, budget, cut)
+        if outcome == "ok":
+            return value, start + end
+        if outcome == "bad":
+            return None
+        width *= 8
+
+
+def _salvage_list(decoder: json.JSONDecoder, text: str, start: int, budget: _Budget) -> tuple[list, int] | None:
+    """Decode a JSON list element by element, keeping the elements before a cut or an error.
+
+    After an element that does not decode, reading resumes at the next ``{``. When the decoding
+    budget no longer covers the rest of the text, the rest counts as one malformed element.
+    """
     pos = start + 1
     out: list = []
     n_bad = 0
     n = len(text)
+    skip = _SEPARATORS_RE.match
     while pos < n and len(out) + n_bad < MAX_ITEMS:
-        while pos < n and text[pos] in " \t\r\n,":
-            pos += 1
+        pos = skip(text, pos).end()
         if pos >= n or text[pos] == "]":
             break
-        got = _decode_at(decoder, text, pos)
+        if not budget.allows(text, pos):
+            n_bad += 1
+            break
+        got = _decode_at(decoder, text, pos, budget)
         if got is None:
             n_bad += 1
             nxt = text.find("{", pos + 1)
@@ -194,6 +284,7 @@ def find_json(text: str) -> tuple[Any, int, bool]:
     answer (``[1, 2]``) is returned only when nothing better is found.
     """
     decoder = _DECODER
+    budget = _Budget(len(text))
     candidates = _fenced_blocks(text)
     candidates.append(text)
     fallback: tuple[Any, int, bool] | None = None
@@ -211,9 +302,9 @@ def find_json(text: str) -> tuple[Any, int, bool]:
             if value is not None and _answer_like(value):
                 return value, 0, True
         for _ in range(32):
-            if pos < 0:
+            if pos < 0 or not budget.allows(cand, pos):
                 break
-            got = _decode_at(decoder, cand, pos)
+            got = _decode_at(decoder, cand, pos, budget)
             if got is not None:
                 if _answer_like(got[0]):
                     return got[0], 0, True
@@ -222,7 +313,7 @@ def find_json(text: str) -> tuple[Any, int, bool]:
                 pos = _next_open(cand, got[1])
                 continue
             if _LIST_OF_OBJECTS_RE.match(cand, pos):  # not "[some]" in prose
-                salvaged = _salvage_list(decoder, cand, pos)
+                salvaged = _salvage_list(decoder, cand, pos, budget)
                 if salvaged is not None and any(isinstance(v, dict) for v in salvaged[0]):
                     return salvaged[0], salvaged[1], True
             pos = _next_open(cand, pos + 1)
