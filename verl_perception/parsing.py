@@ -76,7 +76,10 @@ _LIST_OF_OBJECTS_RE = re.compile(r"\[\s*\{")
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEPARATORS_RE = re.compile(r"[ \t\r\n,]*")
 _TUPLE_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
-_LABEL_BEFORE_RE = re.compile(r"([^\n\(\)\[\]{}<>,;:]{1,64})\s*$")
+# A tuple's label: the run of label characters that ends the 64 characters before it (trailing
+# whitespace aside), matched on the reversed text in one pass (a "...\s*$" search retries at
+# every start, which cost more than the rest of the tuple's parse).
+_LABEL_RUN_REVERSED_RE = re.compile(r"[^\n\(\)\[\]{}<>,;:]*")
 
 
 @dataclass(slots=True)
@@ -331,9 +334,11 @@ def _tuple_items(text: str) -> list[dict]:
     items = []
     for m in _TUPLE_BOX_RE.finditer(text):
         item: dict[str, Any] = {"bbox_2d": [float(g) for g in m.groups()]}
-        lab = _LABEL_BEFORE_RE.search(text[max(0, m.start() - 64) : m.start()])
-        if lab and lab.group(1).strip():
-            item["label"] = lab.group(1).strip()
+        before = text[max(0, m.start() - 64) : m.start()].rstrip()
+        if before:
+            label = before[len(before) - _LABEL_RUN_REVERSED_RE.match(before[::-1]).end() :].strip()
+            if label:
+                item["label"] = label
         items.append(item)
         if len(items) >= MAX_ITEMS:
             break
@@ -584,6 +589,12 @@ def points_from_answer(parsed: ParsedAnswer) -> tuple[np.ndarray, int]:
     arr = _fast_coords(parsed, "point_2d", 2)
     if arr is not None:
         return arr, n_bad
+    if not any("point_2d" in item or "point" in item for item in parsed.items):
+        # Box items only (a grounding-style or Qwen2-VL tuple answer): their centres, as
+        # item_point computes them, from one array.
+        boxes = _fast_coords(parsed, "bbox_2d", 4)
+        if boxes is not None:
+            return (boxes[:, :2] + boxes[:, 2:]) / 2.0, n_bad
     pts = []
     for item in parsed.items:
         p = item_point(item)

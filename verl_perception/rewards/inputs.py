@@ -93,11 +93,11 @@ def _array(gt: Mapping[str, Any], key: str, width: int, allow_empty: bool) -> np
         arr = arr.reshape(1, width)
     if arr.ndim != 2 or arr.shape[1] != width:
         raise GroundTruthError(f"ground truth {key!r} must have shape (N, {width}), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise GroundTruthError(f"ground truth {key!r} holds NaN or infinity")
-    # Beyond this no image coordinate is meaningful, and products of such values (areas)
-    # overflow to infinity inside the matching.
-    if arr.size and np.abs(arr).max() > MAX_ABS_COORD:
+    # One reduction for both checks (NaN compares False). Beyond MAX_ABS_COORD no image
+    # coordinate is meaningful, and products of such values (areas) overflow inside the matching.
+    if arr.size and not np.abs(arr).max() <= MAX_ABS_COORD:
+        if not np.isfinite(arr).all():
+            raise GroundTruthError(f"ground truth {key!r} holds NaN or infinity")
         raise GroundTruthError(
             f"ground truth {key!r} holds a coordinate beyond ±{MAX_ABS_COORD:g} pixels "
             f"(max |value| {np.abs(arr).max():g}): not a pixel position"
