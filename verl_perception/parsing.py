@@ -53,7 +53,7 @@ from verl_perception.boxes import MAX_ABS_COORD
 # Model output is untrusted; cap the work a single completion can cost. Answers longer than
 # this are still scored (on their first MAX_CHARS characters), never rejected with an error.
 MAX_CHARS = 100_000
-MAX_ITEMS = 5_000
+MAX_ITEMS = 1_000  # more objects than any perception answer has (COCO images: <= ~100)
 # Characters the JSON decoder may scan per completion: FACTOR * len(payload) + BASE (see above).
 DECODE_BUDGET_FACTOR = 3
 DECODE_BUDGET_BASE = 32_768
@@ -71,9 +71,10 @@ except ImportError:  # pragma: no cover - optional
     _fast_loads = None
 _DECODER = json.JSONDecoder()  # stateless; building one per call cost as much as a small decode
 _LIST_OF_OBJECTS_RE = re.compile(r"\[\s*\{")
-# ``\d+(?:\.\d*)?`` matches what ``\d+\.?\d*`` does without its two adjacent digit runs, which
-# backtrack quadratically on a long run of digits that is not a tuple.
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# ``\d{1,32}(?:\.\d*)?`` matches what ``\d+\.?\d*`` did without its two adjacent digit runs,
+# which backtrack quadratically on a long run of digits that is not a tuple, and with the integer
+# part capped (a 33-digit coordinate is beyond any frame; the cap bounds the backtracking).
+_NUM = r"[-+]?(?:\d{1,32}(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEPARATORS_RE = re.compile(r"[ \t\r\n,]*")
 _TUPLE_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 # A tuple's label: the run of label characters that ends the 64 characters before it (trailing
