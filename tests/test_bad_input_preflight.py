@@ -3,18 +3,17 @@ exceed the machine, parquets missing a column that verl, the dataset adapter or 
 reads, a local MODEL_PATH that does not exist.
 
 The base config is the pixmo_counting recipe's, composed in-process from its exact overrides; one
-case runs the recipe itself (``DRY_RUN=1``), as a user would, to check that a bad
+case runs the preflight CLI's ``main`` on them, as ``recipes/common.sh`` does, to check that a bad
 ``N_GPUS_PER_NODE`` is one problem line and no traceback.
 """
 
 from __future__ import annotations
 
 import copy
-import subprocess
 
 import pyarrow.parquet as pq
 import pytest
-from _recipes_support import RECIPES, bundled_sample, recipe_args, recipe_env
+from _recipes_support import bundled_sample, recipe_args
 from omegaconf import OmegaConf
 
 from verl_perception import preflight
@@ -29,9 +28,13 @@ def sample_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base_cfg(sample_data, tmp_path_factory):
-    args = recipe_args("pixmo_counting.sh", tmp_path_factory.mktemp("args"), DATA_DIR=sample_data)
-    return OmegaConf.to_container(preflight.compose(args))
+def overrides(sample_data, tmp_path_factory):
+    return recipe_args("pixmo_counting.sh", tmp_path_factory.mktemp("args"), DATA_DIR=sample_data)
+
+
+@pytest.fixture(scope="module")
+def base_cfg(overrides):
+    return OmegaConf.to_container(preflight.compose(overrides))
 
 
 def _cfg(base, **dotted):
@@ -81,13 +84,13 @@ def test_more_gpus_than_the_machine_has(base_cfg):
         assert bool(_problems(report, GPUS)) is refused
 
 
-def test_recipe_with_bad_gpu_count_prints_one_problem_and_no_traceback(tmp_path, sample_data):
-    run = subprocess.run(["bash", str(RECIPES / "pixmo_counting.sh")], cwd=tmp_path, capture_output=True, text=True,
-                         env=recipe_env(tmp_path, DATA_DIR=sample_data, N_GPUS_PER_NODE="abc"), timeout=300)
-    assert run.returncode != 0
-    assert "Traceback" not in run.stderr
-    assert "[N_GPUS_PER_NODE (trainer.n_gpus_per_node)] must be a positive integer" in run.stderr
-    assert "all checks passed" not in run.stderr
+def test_cli_with_bad_gpu_count_prints_one_problem_and_no_traceback(overrides, capsys):
+    # What recipes/common.sh runs: python -m verl_perception.preflight --dry-run -- <overrides>
+    assert preflight.main(["--dry-run", *overrides, "trainer.n_gpus_per_node=abc"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "all checks passed" not in err
+    assert "[N_GPUS_PER_NODE (trainer.n_gpus_per_node)] must be a positive integer (GPUs per node / nodes), got 'abc'" \
+        in err
 
 
 def _without(src, dst, column=None, field=None):
