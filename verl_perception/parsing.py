@@ -30,7 +30,7 @@ RL), so the work per completion is bounded, not just the typical case:
   most ``DECODE_BUDGET_FACTOR * MAX_CHARS + DECODE_BUDGET_BASE`` characters per completion,
   whatever the input: linear, where retrying a full decode at every ``{`` was quadratic. The
   factor is three because an answer cut by the length limit costs one failed whole decode (read
-  from growing windows, at most 8/7 of the text) plus one salvage pass; inputs that need more
+  from growing windows, at most 8/5 of the text) plus one salvage pass; inputs that need more
   (many broken elements in a long answer) are adversarial, and their unread rest counts as one
   malformed element.
 
@@ -159,8 +159,9 @@ class _Budget:
         self.left = DECODE_BUDGET_FACTOR * n + DECODE_BUDGET_BASE
 
     def allows(self, text: str, start: int) -> bool:
-        # What one attempt may cost: its windows grow 8-fold, so they sum to under 8/7 of the rest.
-        return self.left >= (len(text) - start) * 8 // 7 + _FAIL_COST
+        # What one attempt may cost (see _decode_at): its windows, at most 8/5 of the rest, and a
+        # fixed cost for each of its (at most 4) failed windows.
+        return self.left >= (len(text) - start) * 8 // 5 + 4 * _FAIL_COST
 
 
 def _decode_window(decoder: json.JSONDecoder, doc: str, budget: _Budget, cut: bool):
@@ -196,10 +197,12 @@ def _decode_at(decoder: json.JSONDecoder, text: str, start: int, budget: _Budget
     error builds its line and column from the start of the document it was given, which made
     each failure at position p cost O(p), and the failures of one answer quadratic.
     """
-    n = len(text)
+    rest = len(text) - start
     width = _WINDOW
     while True:
-        cut = start + width < n
+        # A window is at most half of the rest, so that the windows tried before the whole rest
+        # add at most 4/7 of it (they grow 8-fold): an attempt scans at most 8/5 of the rest.
+        cut = 2 * width <= rest
         doc = text[start : start + width] if cut else (text if start == 0 else text[start:])
         outcome, value, end = _decode_window(decoder, doc, budget, cut)
         if outcome == "ok":

@@ -131,7 +131,7 @@ def gt_count(gt: Mapping[str, Any], n_points: int) -> int | None:
     except (TypeError, OverflowError):  # not a number, or an integer too large for a float
         finite = False
     if isinstance(count, bool) or not isinstance(count, (int, float, np.integer, np.floating)) \
-            or not finite or count < 0 or int(count) != count:
+            or not finite or count < 0 or count > 2**53 or int(count) != count:  # beyond 2**53: not an exact count
         raise GroundTruthError(f"ground truth 'count' must be a non-negative integer, got {count!r}")
     count = int(count)
     if n_points:
