@@ -220,7 +220,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 @pytest.fixture(scope="module")
 def big_dataset(tmp_path_factory):
     # Large enough images that two workers are still busy seconds after the start.
-    return make_coco(tmp_path_factory.mktemp("coco_big"), 400, size=(900, 1200))
+    return make_coco(tmp_path_factory.mktemp("coco_big"), 1500, size=(1800, 2400))
 
 
 def start(ann, images, out) -> subprocess.Popen:

@@ -89,11 +89,39 @@ def check_output(path: str | os.PathLike) -> None:
 
 
 def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group: only the main process handles it (and terminates
-    # the pool); a worker killed mid-task by its own KeyboardInterrupt would leave the main
-    # process waiting for that task forever. SIGTERM (from pool.terminate) kills a worker outright.
+    # Ctrl-C or a job scheduler's SIGTERM reaches the whole process group: only the main process
+    # handles them, and stops the pool. A worker killed by the signal would lose its task (the
+    # main process then waits for it forever) or die holding the task queue's lock (which
+    # pool.terminate() then waits for forever). Stopped by the pool, a worker exits on its own
+    # after at most the task in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop_pool(pool, drained: bool) -> None:
+    """Stop the workers: the pool's own way when they are idle; else kill them.
+
+    ``pool.terminate()`` cannot stop workers that are busy: one blocked writing a row nobody reads
+    any more, or killed while holding the task queue's lock, makes it wait forever (the hang of
+    an interrupted run). So after an interrupt or an error the worker handler is stopped first (no
+    respawns), the workers are killed, and the pool's own teardown, which would wait for them, is
+    cancelled (its threads are daemons and die with the process).
+    """
+    if drained:
+        pool.terminate()
+        pool.join()
+        return
+    from multiprocessing.pool import TERMINATE
+
+    handler = pool._worker_handler
+    handler._state = TERMINATE
+    pool._change_notifier.put(None)
+    handler.join(timeout=5)
+    for proc in list(pool._pool):
+        proc.kill()
+    for proc in list(pool._pool):
+        proc.join(timeout=5)
+    pool._terminate.cancel()
 
 
 def _raise_interrupted(signum, frame):
@@ -203,6 +231,7 @@ def run(
     call = partial(_call, build)
     window = max(1, workers) * 64  # bounds the rows in flight (each holds an image)
     pool = None
+    drained = False  # every result read: the workers are idle
     bar = tqdm(total=total, desc=desc, unit="rec", disable=not progress, file=sys.stderr, mininterval=1.0)
     try:
         with _sigterm_as_interrupt(), AtomicParquetWriter(out_path, row_group_rows=row_group_rows) as writer:
@@ -235,6 +264,7 @@ def run(
                             offenders.append(str(b or key)[:200])
             if pool:
                 pool.close()
+                drained = True
             summary.rows_written = writer.rows_added
             refusal = None if allow_empty else summary.refusal(None if source is None else str(source))
             if refusal:
@@ -245,8 +275,7 @@ def run(
     finally:
         bar.close()
         if pool:
-            pool.terminate()
-            pool.join()
+            _stop_pool(pool, drained)
     summary.seconds = time.perf_counter() - t0
     return summary
 
