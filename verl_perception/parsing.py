@@ -58,7 +58,7 @@ MAX_ITEMS = 1_000  # more objects than any perception answer has (COCO images: <
 # Characters the JSON decoder may scan per completion: FACTOR * len(payload) + BASE (see above).
 DECODE_BUDGET_FACTOR = 3
 DECODE_BUDGET_BASE = 32_768
-_FAIL_COST = 256  # a failed decode's fixed cost (building the exception), in characters
+_FAIL_COST = 1024  # a failed decode's fixed cost (building the exception), in characters
 _WINDOW = 4096  # first window a value is decoded from (most answer elements are far shorter)
 _LOOKAHEAD = 16  # an error this close to a window's end may be the cut ("Infin|ity")
 _RECURSION_COST = 50_000  # a RecursionError's cost, in characters (measured: ~0.4 ms)
