@@ -55,7 +55,9 @@ def check_out_dir(out_dir: str) -> None:
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
-        raise EvalInputError(f"--out {out_dir!r} cannot be created ({e.strerror or e}): pass a writable directory") from None
+        raise EvalInputError(
+            f"--out {out_dir!r} cannot be created ({e.strerror or e}): pass a writable directory"
+        ) from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise EvalInputError(f"--out {out_dir!r} is not writable: pass a writable directory")
 
@@ -74,7 +76,9 @@ def check_ann_file(ann_file) -> None:
             "re-download it"
         ) from None
     if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
-        raise EvalInputError(f"--ann-file {path!r} is not a COCO instances file (needs images, annotations, categories)")
+        raise EvalInputError(
+            f"--ann-file {path!r} is not a COCO instances file (needs images, annotations, categories)"
+        )
 
 
 def input_warnings(answers: Sequence[dict], n_rows: int, limit: int | None) -> list[str]:

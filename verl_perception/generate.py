@@ -129,7 +129,9 @@ def check_model_path(model: str) -> None:
 def check_out_file(out: str) -> None:
     """``--out`` must be a writable file path (checked before a model is loaded)."""
     if os.path.isdir(out):
-        raise EvalInputError(f"--out {out}: is a directory; pass a file path such as {os.path.join(out, 'responses.jsonl')}")
+        raise EvalInputError(
+            f"--out {out}: is a directory; pass a file path such as {os.path.join(out, 'responses.jsonl')}"
+        )
     parent = os.path.dirname(os.path.abspath(out))
     probe = parent
     while not os.path.exists(probe):

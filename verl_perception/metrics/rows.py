@@ -230,7 +230,9 @@ def join_responses(rows: Sequence[Mapping[str, Any]], responses: Sequence[Mappin
         try:
             pos = int(rec["row"]) if keyed else i
         except (TypeError, ValueError):
-            raise EvalInputError(f"response line {i + 1} has row {rec['row']!r}, not a row number: regenerate it") from None
+            raise EvalInputError(
+                f"response line {i + 1} has row {rec['row']!r}, not a row number: regenerate it"
+            ) from None
         if not 0 <= pos < len(rows):
             raise EvalInputError(f"response for row {pos} but the parquet has {len(rows)} rows: wrong --data?")
         if keyed and "index" in rec and rec["index"] is not None:
