@@ -296,18 +296,21 @@ def test_malformed_ground_truth_scores_zero_with_a_reason_and_one_warning(tokeni
     rows = [
         ("refcoco", '{"bbox_2d": [1, 2, 30, 40]}', {"bbox": [1, 2, 3]}, {}),  # 3 numbers, not 4
         ("coco", "[]", {"boxes": [[1, 2, 3, 4]], "labels": []}, {}),  # labels do not match boxes
+        # a coordinate no frame has: its areas overflow (was scipy's ValueError, issue 23)
+        ("coco", '[{"bbox_2d": [1, 2, 3, 4], "label": "person"}]', {"boxes": [[0, 0, 1e300, 1e300]],
+                                                                     "labels": ["person"]}, {}),
     ]
     data, _ = make_batch(tokenizer, rows=rows)
     with caplog.at_level(logging.WARNING, logger="verl_perception.reward_manager"):
-        outs = [_run_single(manager, data, i) for i in (0, 1, 0)]
-    for out, task in zip(outs, ["grounding", "detection", "grounding"]):
+        outs = [_run_single(manager, data, i) for i in (0, 1, 2, 0)]
+    for out, task in zip(outs, ["grounding", "detection", "detection", "grounding"]):
         info = out["reward_extra_info"]
         assert out["reward_score"] == 0.0 and info["score"] == 0.0
         assert info["reason"].startswith("ground_truth_error:")
         assert info["task"] == task and tuple(info) == EXTRA_INFO_KEYS
         assert all(info[k] is NOT_APPLICABLE for k in EXTRA_INFO_KEYS if k not in ("score", "task", "reason"))
     warnings = [r for r in caplog.records if "malformed ground truth" in r.getMessage()]
-    assert len(warnings) == 2  # once per bad row, not once per rollout
+    assert len(warnings) == 3  # once per bad row, not once per rollout
 
 
 def test_custom_reward_function_is_used_and_keeps_the_key_set(tmp_path, tokenizer, event_loop_for_verl):

@@ -20,7 +20,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from verl_perception.metrics import BENCHMARK_TASK, task_module
-from verl_perception.metrics.rows import EvalInputError, EvalRow, join_responses, read_parquet_rows, read_responses
+from verl_perception.metrics.rows import (
+    EvalInputError,
+    EvalRow,
+    invalid_responses,
+    join_responses,
+    read_parquet_rows,
+    read_responses,
+)
 from verl_perception.tasks import COUNTING, DETECTION, GROUNDING, OCR, UnknownTaskError, resolve_task
 
 DEFAULT_OVERLAYS = 8
@@ -39,6 +46,39 @@ def check_task(rows: Sequence[EvalRow], benchmark: str) -> None:
                 f"row {r.position} (data_source={r.data_source!r}) is a {got} row but --task {benchmark} "
                 f"evaluates {want}: pass the matching --task or --data"
             )
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Create the output directory, or say in one line why it cannot be (:class:`EvalInputError`)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise EvalInputError(f"--out {out_dir!r} is a file: pass a directory for metrics.json and report.md")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise EvalInputError(
+            f"--out {out_dir!r} cannot be created ({e.strerror or e}): pass a writable directory"
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise EvalInputError(f"--out {out_dir!r} is not writable: pass a writable directory")
+
+
+def check_ann_file(ann_file) -> None:
+    """``--ann-file`` must be a readable COCO instances JSON (read again by pycocotools)."""
+    path = os.fspath(ann_file)
+    if not os.path.isfile(path):
+        raise EvalInputError(f"--ann-file {path!r} does not exist (or is not a file): pass instances_val2017.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise EvalInputError(
+            f"--ann-file {path!r} is not readable JSON ({e}); it is truncated or not a COCO instances file: "
+            "re-download it"
+        ) from None
+    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
+        raise EvalInputError(
+            f"--ann-file {path!r} is not a COCO instances file (needs images, annotations, categories)"
+        )
 
 
 def input_warnings(answers: Sequence[dict], n_rows: int, limit: int | None) -> list[str]:
@@ -179,7 +219,9 @@ def evaluate_benchmark(
     if ann_file and task != DETECTION:
         raise EvalInputError("--ann-file is only used by --task coco")
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    check_out_dir(out_dir)
+    if ann_file:
+        check_ann_file(ann_file)
     raw = read_parquet_rows(data, limit)
     if not raw:
         raise EvalInputError(f"{os.fspath(data)} has no rows")
@@ -192,6 +234,10 @@ def evaluate_benchmark(
     missing = sum(r.response is None for r in rows)
     if missing:
         warnings.insert(0, f"{missing} of {len(rows)} rows have no response (scored as empty answers)")
+    invalid = invalid_responses(answers)
+    if invalid:
+        lines = "1 response line has" if invalid == 1 else f"{invalid} response lines have"
+        warnings.insert(1, f"{lines} a null or non-string 'response' (counted as missing)")
 
     mod = task_module(task)
     result = mod.evaluate(rows, ann_file=ann_file) if task == DETECTION else mod.evaluate(rows)

@@ -112,6 +112,36 @@ def check_model_family(model: str, family) -> None:
         )
 
 
+def check_model_path(model: str) -> None:
+    """A local ``--model`` must be a Hugging Face checkpoint directory (hub names pass as they are)."""
+    path = os.path.expanduser(model)
+    local = model.startswith(("/", "./", "../", "~")) or os.path.exists(path)
+    if not local:
+        return
+    if not os.path.exists(path):
+        raise EvalInputError(f"--model {model}: no such directory; pass a Hugging Face checkpoint directory "
+                             "(with config.json) or a hub name such as Qwen/Qwen2.5-VL-3B-Instruct")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise EvalInputError(f"--model {model}: not a Hugging Face checkpoint directory (no config.json); "
+                             "pass the directory that holds config.json and the weights")
+
+
+def check_out_file(out: str) -> None:
+    """``--out`` must be a writable file path (checked before a model is loaded)."""
+    if os.path.isdir(out):
+        raise EvalInputError(
+            f"--out {out}: is a directory; pass a file path such as {os.path.join(out, 'responses.jsonl')}"
+        )
+    parent = os.path.dirname(os.path.abspath(out))
+    probe = parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise EvalInputError(f"--out {out}: {probe} is a file, not a directory; pass another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise EvalInputError(f"--out {out}: {probe} is not writable; pass another --out")
+
+
 def model_image(row: Mapping[str, Any]):
     """The row's image as the model sees it: decoded and resized to the pinned input frame."""
     from qwen_vl_utils import fetch_image
@@ -330,6 +360,7 @@ def generate_file(
     if batch_size < 1 or max_new_tokens < 1 or temperature < 0:
         raise EvalInputError("need --batch-size >= 1, --max-new-tokens >= 1 and --temperature >= 0")
     out = os.fspath(out)
+    check_out_file(out)
     rows = read_parquet_rows(data, limit)
     done = read_done(out, rows)
     todo = [i for i in range(len(rows)) if i not in done]
@@ -342,6 +373,7 @@ def generate_file(
                 raise EvalInputError(f"row {i}: {e}") from e
         family, lo, hi = recorded_frame([rows[i] for i in todo])
         if generator is None:
+            check_model_path(model)
             check_model_family(model, family)
             generator = make_generator(backend, model, device=device, dtype=dtype,
                                        forbid_vision_tokens=forbid_vision_tokens, seed=seed,

@@ -12,8 +12,31 @@ Accepted answers (Qwen2.5-VL native JSON, see README's contract):
   the cut one counts as malformed.
 
 Coordinates are returned as written (absolute pixels of the input frame), corners ordered and
-clipped to ``±boxes.MAX_ABS_COORD``. Work per completion is bounded (``MAX_CHARS``,
-``MAX_ITEMS``, linear-time tag search), so a 200k-character answer costs milliseconds.
+clipped to ``±boxes.MAX_ABS_COORD``.
+
+Worst-case cost. Model output is untrusted (a policy that degenerates into repetition is common in
+RL), so the work per completion is bounded, not just the typical case:
+
+- only the first ``MAX_CHARS`` characters are read (longer answers are *truncated*, never
+  rejected: verl already cuts completions at the response length, and an answer cut by this cap is
+  read like one cut by the length limit, its complete objects kept and the cut one malformed);
+- at most ``MAX_ITEMS`` answer elements are read;
+- tag and fence searches are single ``str.find``/regex passes without nested quantifiers;
+- JSON decoding works against a budget of ``DECODE_BUDGET_FACTOR * n + DECODE_BUDGET_BASE``
+  characters for an ``n``-character payload: every ``raw_decode`` attempt is charged the
+  characters it scanned (all of its window when that cannot be known: unterminated strings,
+  over-long integers; nesting beyond the recursion limit costs ``_RECURSION_COST``) plus a fixed
+  cost per failure, and an
+  attempt is made only while the budget left covers the rest of the text. So the decoder scans at
+  most ``DECODE_BUDGET_FACTOR * MAX_CHARS + DECODE_BUDGET_BASE`` characters per completion,
+  whatever the input: linear, where retrying a full decode at every ``{`` was quadratic. The
+  factor is three because an answer cut by the length limit costs one failed whole decode (read
+  from growing windows, at most 8/5 of the text) plus one salvage pass; inputs that need more
+  (many broken elements in a long answer) are adversarial, and their unread rest counts as one
+  malformed element.
+
+``benchmarks/reward_worst_case.py`` searches for slow inputs per task and prints the slowest one
+against the bound (5 ms per completion on one core) and against a typical completion.
 """
 
 from __future__ import annotations
@@ -31,7 +54,14 @@ from verl_perception.boxes import MAX_ABS_COORD
 # Model output is untrusted; cap the work a single completion can cost. Answers longer than
 # this are still scored (on their first MAX_CHARS characters), never rejected with an error.
 MAX_CHARS = 100_000
-MAX_ITEMS = 5_000
+MAX_ITEMS = 1_000  # more objects than any perception answer has (COCO images: <= ~100)
+# Characters the JSON decoder may scan per completion: FACTOR * len(payload) + BASE (see above).
+DECODE_BUDGET_FACTOR = 3
+DECODE_BUDGET_BASE = 32_768
+_FAIL_COST = 1024  # a failed decode's fixed cost (building the exception), in characters
+_WINDOW = 4096  # first window a value is decoded from (most answer elements are far shorter)
+_LOOKAHEAD = 16  # an error this close to a window's end may be the cut ("Infin|ity")
+_RECURSION_COST = 50_000  # a RecursionError's cost, in characters (measured: ~0.4 ms)
 
 _THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
@@ -43,9 +73,16 @@ except ImportError:  # pragma: no cover - optional
     _fast_loads = None
 _DECODER = json.JSONDecoder()  # stateless; building one per call cost as much as a small decode
 _LIST_OF_OBJECTS_RE = re.compile(r"\[\s*\{")
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# ``\d{1,32}(?:\.\d*)?`` matches what ``\d+\.?\d*`` did without its two adjacent digit runs,
+# which backtrack quadratically on a long run of digits that is not a tuple, and with the integer
+# part capped (a 33-digit coordinate is beyond any frame; the cap bounds the backtracking).
+_NUM = r"[-+]?(?:\d{1,32}(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_SEPARATORS_RE = re.compile(r"[ \t\r\n,]*")
 _TUPLE_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
-_LABEL_BEFORE_RE = re.compile(r"([^\n\(\)\[\]{}<>,;:]{1,64})\s*$")
+# A tuple's label: the run of label characters that ends the 64 characters before it (trailing
+# whitespace aside), matched on the reversed text in one pass (a "...\s*$" search retries at
+# every start, which cost more than the rest of the tuple's parse).
+_LABEL_RUN_REVERSED_RE = re.compile(r"[^\n\(\)\[\]{}<>,;:]*")
 
 
 @dataclass(slots=True)
@@ -115,25 +152,92 @@ def split_answer(completion: Any, require_think: bool = False) -> tuple[str, boo
     return text.strip(), tags_ok, think
 
 
-def _decode_at(decoder: json.JSONDecoder, text: str, start: int):
+class _Budget:
+    """Characters the decoder may still scan for one completion (see the module docstring)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, n: int):
+        self.left = DECODE_BUDGET_FACTOR * n + DECODE_BUDGET_BASE
+
+    def allows(self, text: str, start: int) -> bool:
+        # What one attempt may cost (see _decode_at): its windows, at most 8/5 of the rest, and a
+        # fixed cost for each of its (at most 4) failed windows.
+        return self.left >= (len(text) - start) * 8 // 5 + 4 * _FAIL_COST
+
+
+def _decode_window(decoder: json.JSONDecoder, doc: str, budget: _Budget, cut: bool):
+    """``(outcome, value, end)`` of ``decoder.raw_decode(doc)``, charged to ``budget``.
+
+    ``outcome`` is ``"ok"``, ``"bad"`` or ``"more"``: ``doc`` is a window of a longer text
+    (``cut``) and the outcome may depend on what follows it (a value or an error at its end, an
+    unterminated string).
+    """
+    n = len(doc)
     try:
-        return decoder.raw_decode(text, start)
-    except (ValueError, RecursionError):
-        return None
+        value, end = decoder.raw_decode(doc)
+    except json.JSONDecodeError as e:
+        unterminated = e.msg.startswith("Unterminated string")  # reported at its start, scanned to the end
+        budget.left -= (n if unterminated else e.pos + 1) + _FAIL_COST
+        if cut and (unterminated or e.pos >= n - _LOOKAHEAD):
+            return "more", None, 0
+        return "bad", None, 0
+    except RecursionError:
+        # Nesting past the recursion limit: unwinding a thousand frames costs as much as decoding
+        # _RECURSION_COST characters (charged up to what is left, which then stops the search).
+        budget.left -= min(max(budget.left, 0), max(n, _RECURSION_COST))
+        return "bad", None, 0
+    except ValueError:  # the integer digit limit: where it stopped is unknown
+        budget.left -= n + _FAIL_COST
+        return "bad", None, 0
+    budget.left -= end
+    if cut and end >= n:  # a number may go on past the window
+        return "more", None, 0
+    return "ok", value, end
 
 
-def _salvage_list(decoder: json.JSONDecoder, text: str, start: int) -> tuple[list, int] | None:
-    """Decode a JSON list element by element, keeping the elements before a cut or an error."""
+def _decode_at(decoder: json.JSONDecoder, text: str, start: int, budget: _Budget):
+    """``decoder.raw_decode(text, start)`` or None, charged to ``budget`` (the caller checked
+    :meth:`_Budget.allows`).
+
+    Decoded from growing windows of the text, so that a failure costs what was scanned: json's
+    error builds its line and column from the start of the document it was given, which made
+    each failure at position p cost O(p), and the failures of one answer quadratic.
+    """
+    rest = len(text) - start
+    width = _WINDOW
+    while True:
+        # A window is at most half of the rest, so that the windows tried before the whole rest
+        # add at most 4/7 of it (they grow 8-fold): an attempt scans at most 8/5 of the rest.
+        cut = 2 * width <= rest
+        doc = text[start : start + width] if cut else (text if start == 0 else text[start:])
+        outcome, value, end = _decode_window(decoder, doc, budget, cut)
+        if outcome == "ok":
+            return value, start + end
+        if outcome == "bad":
+            return None
+        width *= 8
+
+
+def _salvage_list(decoder: json.JSONDecoder, text: str, start: int, budget: _Budget) -> tuple[list, int] | None:
+    """Decode a JSON list element by element, keeping the elements before a cut or an error.
+
+    After an element that does not decode, reading resumes at the next ``{``. When the decoding
+    budget no longer covers the rest of the text, the rest counts as one malformed element.
+    """
     pos = start + 1
     out: list = []
     n_bad = 0
     n = len(text)
+    skip = _SEPARATORS_RE.match
     while pos < n and len(out) + n_bad < MAX_ITEMS:
-        while pos < n and text[pos] in " \t\r\n,":
-            pos += 1
+        pos = skip(text, pos).end()
         if pos >= n or text[pos] == "]":
             break
-        got = _decode_at(decoder, text, pos)
+        if not budget.allows(text, pos):
+            n_bad += 1
+            break
+        got = _decode_at(decoder, text, pos, budget)
         if got is None:
             n_bad += 1
             nxt = text.find("{", pos + 1)
@@ -194,6 +298,7 @@ def find_json(text: str) -> tuple[Any, int, bool]:
     answer (``[1, 2]``) is returned only when nothing better is found.
     """
     decoder = _DECODER
+    budget = _Budget(len(text))
     candidates = _fenced_blocks(text)
     candidates.append(text)
     fallback: tuple[Any, int, bool] | None = None
@@ -211,9 +316,9 @@ def find_json(text: str) -> tuple[Any, int, bool]:
             if value is not None and _answer_like(value):
                 return value, 0, True
         for _ in range(32):
-            if pos < 0:
+            if pos < 0 or not budget.allows(cand, pos):
                 break
-            got = _decode_at(decoder, cand, pos)
+            got = _decode_at(decoder, cand, pos, budget)
             if got is not None:
                 if _answer_like(got[0]):
                     return got[0], 0, True
@@ -222,7 +327,7 @@ def find_json(text: str) -> tuple[Any, int, bool]:
                 pos = _next_open(cand, got[1])
                 continue
             if _LIST_OF_OBJECTS_RE.match(cand, pos):  # not "[some]" in prose
-                salvaged = _salvage_list(decoder, cand, pos)
+                salvaged = _salvage_list(decoder, cand, pos, budget)
                 if salvaged is not None and any(isinstance(v, dict) for v in salvaged[0]):
                     return salvaged[0], salvaged[1], True
             pos = _next_open(cand, pos + 1)
@@ -240,9 +345,11 @@ def _tuple_items(text: str) -> list[dict]:
     items = []
     for m in _TUPLE_BOX_RE.finditer(text):
         item: dict[str, Any] = {"bbox_2d": [float(g) for g in m.groups()]}
-        lab = _LABEL_BEFORE_RE.search(text[max(0, m.start() - 64) : m.start()])
-        if lab and lab.group(1).strip():
-            item["label"] = lab.group(1).strip()
+        before = text[max(0, m.start() - 64) : m.start()].rstrip()
+        if before:
+            label = before[len(before) - _LABEL_RUN_REVERSED_RE.match(before[::-1]).end() :].strip()
+            if label:
+                item["label"] = label
         items.append(item)
         if len(items) >= MAX_ITEMS:
             break
@@ -382,7 +489,8 @@ def _fast_coords(parsed: ParsedAnswer, key: str, n: int) -> np.ndarray | None:
     falls back to the per-item path, which gives the same result for every input the fast path
     accepts.
     """
-    if "true" in parsed.text or "false" in parsed.text:
+    # Items read from Qwen2-VL tuples (no JSON value) hold floats only, whatever the text says.
+    if parsed.value is not None and ("true" in parsed.text or "false" in parsed.text):
         return None
     raw = [item.get(key) for item in parsed.items]
     try:
@@ -493,6 +601,12 @@ def points_from_answer(parsed: ParsedAnswer) -> tuple[np.ndarray, int]:
     arr = _fast_coords(parsed, "point_2d", 2)
     if arr is not None:
         return arr, n_bad
+    if not any("point_2d" in item or "point" in item for item in parsed.items):
+        # Box items only (a grounding-style or Qwen2-VL tuple answer): their centres, as
+        # item_point computes them, from one array.
+        boxes = _fast_coords(parsed, "bbox_2d", 4)
+        if boxes is not None:
+            return (boxes[:, :2] + boxes[:, 2:]) / 2.0, n_bad
     pts = []
     for item in parsed.items:
         p = item_point(item)

@@ -343,6 +343,33 @@ def read_rows(path: str, n: int) -> list[Row]:
     return rows
 
 
+def required_columns(cfg) -> dict[str, str]:
+    """``{column: who reads it}`` for every parquet a run reads."""
+    return {
+        "data_source": "verl and the reward manager (it selects the task)",
+        str(cfg.data.get("prompt_key", "prompt")): "verl's dataset (data.prompt_key)",
+        str(cfg.data.get("image_key", "images")): "verl's dataset (data.image_key): without it the model sees no image",
+        "reward_model": "the reward manager (reward_model.ground_truth)",
+        "extra_info": "the dataset adapter and the rewards (input_size, model_family)",
+    }
+
+
+def check_columns(key: str, path: str, cfg, report: Report) -> None:
+    """The parquet at ``path`` has every column of :func:`required_columns` (and
+    ``reward_model.ground_truth``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    missing = [(c, who) for c, who in required_columns(cfg).items() if c not in schema.names]
+    if "reward_model" in schema.names:
+        rm = schema.field("reward_model").type
+        if not (pa.types.is_struct(rm) and rm.get_field_index("ground_truth") >= 0):
+            missing.append(("reward_model.ground_truth", "the reward manager"))
+    for column, who in missing:
+        report.add(key, f"{path} has no {column!r} column, which {who} reads: re-run data_preprocess/ for it")
+
+
 def check_data_files(cfg, report: Report) -> dict[str, list[str]]:
     files = {"data.train_files": _as_list(cfg.data.train_files), "data.val_files": _as_list(cfg.data.val_files)}
     for key, paths in files.items():
@@ -401,7 +428,8 @@ def check_model_family(cfg, rows: Sequence[Row], report: Report, pending_model: 
     """
     model_path = str(cfg.actor_rollout_ref.model.path)
     model_spec, how = None, ""
-    if not pending_model:
+    missing = _local_path(model_path) and not os.path.exists(os.path.expanduser(model_path))
+    if not pending_model and not missing:  # a missing local path is check_model_path's problem
         try:
             model_spec, how = family_of_model(os.path.expanduser(model_path)), f"of {model_path}"
         except (UnknownFamilyError, OSError, ValueError) as exc:
@@ -614,6 +642,37 @@ def check_prompt_length(cfg, rows: Sequence[Row], bounds: PixelBounds, report: R
 # batch and token budgets
 
 
+GPU_SETTINGS = {
+    "n_gpus_per_node": "N_GPUS_PER_NODE (trainer.n_gpus_per_node)",
+    "nnodes": "NNODES (trainer.nnodes)",
+}
+
+
+def positive_int(value: Any) -> int | None:
+    """``value`` as a positive integer (an int, or a string of digits as a shell passes it), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value) or None
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
+    return None
+
+
+def check_gpu_counts(cfg, report: Report) -> bool:
+    """``trainer.n_gpus_per_node`` and ``trainer.nnodes`` are positive integers; False when not
+    (the checks that divide by them are then skipped)."""
+    ok = True
+    for key, setting in GPU_SETTINGS.items():
+        value = cfg.trainer.get(key)
+        if positive_int(value) is None:
+            ok = False
+            report.add(setting, f"must be a positive integer (GPUs per node / nodes), got {value!r}")
+    return ok
+
+
 def check_batches(cfg, report: Report) -> None:
     n_gpus = int(cfg.trainer.n_gpus_per_node) * int(cfg.trainer.nnodes)
     actor = cfg.actor_rollout_ref.actor
@@ -798,10 +857,22 @@ def check_runtime(cfg, report: Report, *, gpus: int | None = None) -> None:
         )
 
 
+def _local_path(path: str) -> bool:
+    """A filesystem path rather than a hub name (``Qwen/Qwen2.5-VL-3B-Instruct``)."""
+    return path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
+
+
 def check_model_path(cfg, report: Report, pending_model: bool) -> None:
     path = str(cfg.actor_rollout_ref.model.path)
-    local = path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
+    local = _local_path(path)
     if pending_model or not local:
+        return
+    if not os.path.exists(os.path.expanduser(path)):
+        report.add(
+            "MODEL_PATH (actor_rollout_ref.model.path)",
+            f"{path} does not exist: download the checkpoint there (huggingface-cli download <name> --local-dir "
+            f"{path}), or give a hub name such as Qwen/Qwen2.5-VL-3B-Instruct",
+        )
         return
     if not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
         report.add("MODEL_PATH (actor_rollout_ref.model.path)", f"{path} is not a Hugging Face model directory (no config.json)")
@@ -809,6 +880,14 @@ def check_model_path(cfg, report: Report, pending_model: bool) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # driver
+
+
+def _guarded(report: Report, setting: str, check, *args) -> None:
+    """Run one check; a value it cannot even read becomes a problem naming the setting, not a traceback."""
+    try:
+        check(*args)
+    except Exception as exc:  # noqa: BLE001
+        report.add(setting, f"cannot be checked: {type(exc).__name__}: {exc}")
 
 
 def run_checks(
@@ -820,18 +899,22 @@ def run_checks(
     laptop, CI), so the machine's problems become notes instead of failures.
     """
     report = Report()
-    if dry_run:
+    counts_ok = check_gpu_counts(cfg, report)
+    if not counts_ok:
+        pass  # the machine and batch checks divide by the counts
+    elif dry_run:
         machine = Report()
-        check_runtime(cfg, machine)
+        _guarded(report, "the machine", check_runtime, cfg, machine)
         report.notes.extend(f"on this machine the run would fail: {p}" for p in machine.problems)
     else:
-        check_runtime(cfg, report)
-    check_verl(cfg, report)
-    check_reward_manager(cfg, report)
-    check_reward_options(cfg, report)
-    check_dataset_adapter(cfg, report)
-    check_batches(cfg, report)
-    check_dynamic_sampling(cfg, report)
+        _guarded(report, "the machine", check_runtime, cfg, report)
+    _guarded(report, "verl validate_config", check_verl, cfg, report)
+    _guarded(report, "reward.reward_manager", check_reward_manager, cfg, report)
+    _guarded(report, "reward.reward_kwargs", check_reward_options, cfg, report)
+    _guarded(report, "data.custom_cls", check_dataset_adapter, cfg, report)
+    if counts_ok:
+        _guarded(report, "data.train_batch_size", check_batches, cfg, report)
+    _guarded(report, "algorithm.filter_groups", check_dynamic_sampling, cfg, report)
     check_model_path(cfg, report, pending_model)
     files = check_data_files(cfg, report)
     rows: list[Row] = []
@@ -839,6 +922,7 @@ def run_checks(
         for p in paths:
             if os.path.isfile(os.path.expanduser(p)):
                 try:
+                    check_columns(key, os.path.expanduser(p), cfg, report)
                     rows.extend(read_rows(os.path.expanduser(p), sample_rows))
                 except Exception as exc:
                     report.add(key, f"{p} is not a readable parquet file: {type(exc).__name__}: {exc}")

@@ -47,7 +47,14 @@ def read_parquet_rows(path: str | os.PathLike, limit: int | None = None) -> list
 
     if not os.path.exists(path):
         raise EvalInputError(f"data file {os.fspath(path)!r} does not exist")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError... for a non-parquet file)
+        detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise EvalInputError(
+            f"data file {os.fspath(path)!r} is not a readable parquet file ({detail}): pass the parquet the "
+            "responses were generated from (data_preprocess/ writes <split>.parquet)"
+        ) from None
     if limit is not None:
         table = table.slice(0, max(0, int(limit)))
     return [_jsonable(r) for r in table.to_pylist()]
@@ -185,14 +192,19 @@ def read_responses(path: str | os.PathLike) -> list[dict]:
     out = []
     if not os.path.exists(path):
         raise EvalInputError(f"responses file {os.fspath(path)!r} does not exist")
-    with open(path, encoding="utf-8") as f:
+    if os.path.isdir(path):
+        raise EvalInputError(f"responses file {os.fspath(path)!r} is a directory: pass the responses.jsonl in it")
+    with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalInputError(f"{os.fspath(path)}:{n}: not a JSON line: {e}") from e
+            except (json.JSONDecodeError, RecursionError) as e:
+                raise EvalInputError(
+                    f"{os.fspath(path)}:{n}: not a JSON line ({e}): pass the responses.jsonl written by "
+                    "verl_perception.generate"
+                ) from None
             if not isinstance(rec, dict) or "response" not in rec:
                 raise EvalInputError(f"{os.fspath(path)}:{n}: a line must be an object with a 'response' key")
             out.append(rec)
@@ -204,17 +216,23 @@ def join_responses(rows: Sequence[Mapping[str, Any]], responses: Sequence[Mappin
 
     Lines carrying ``row`` (written by :mod:`verl_perception.generate`) are matched by it, and
     their ``index`` must agree with the row's ``extra_info.index``; lines without ``row`` are
-    matched by order. A row with no line gets ``response=None`` (scored as an empty answer and
-    counted in ``missing_responses``).
+    matched by order. A line's ``data_source``, when given, must be its row's. A row with no line,
+    or whose line has a null or non-string ``response``, gets ``response=None`` (scored as an empty
+    answer and counted in ``missing_responses``).
     """
-    by_pos: dict[int, str] = {}
+    by_pos: dict[int, str | None] = {}
     keyed = [r for r in responses if "row" in r]
     if keyed and len(keyed) != len(responses):
         raise EvalInputError("responses mix lines with and without 'row'; regenerate them")
     if len(responses) > len(rows) and not keyed:
         raise EvalInputError(f"{len(responses)} responses for {len(rows)} parquet rows: wrong --data?")
     for i, rec in enumerate(responses):
-        pos = int(rec["row"]) if keyed else i
+        try:
+            pos = int(rec["row"]) if keyed else i
+        except (TypeError, ValueError):
+            raise EvalInputError(
+                f"response line {i + 1} has row {rec['row']!r}, not a row number: regenerate it"
+            ) from None
         if not 0 <= pos < len(rows):
             raise EvalInputError(f"response for row {pos} but the parquet has {len(rows)} rows: wrong --data?")
         if keyed and "index" in rec and rec["index"] is not None:
@@ -224,6 +242,18 @@ def join_responses(rows: Sequence[Mapping[str, Any]], responses: Sequence[Mappin
                     f"response line for row {pos} has index {rec['index']!r} but the row's extra_info.index "
                     f"is {want!r}: the responses were generated from another file"
                 )
+        source = rec.get("data_source")
+        if source is not None and str(source) != str(rows[pos].get("data_source")):
+            raise EvalInputError(
+                f"response line for row {pos} is for data_source {source!r} but the row's is "
+                f"{rows[pos].get('data_source')!r}: the responses were generated from another file"
+            )
         resp = rec["response"]
-        by_pos[pos] = "" if resp is None else str(resp)
+        # A null or non-string response is no answer (counted as missing; see invalid_responses).
+        by_pos[pos] = resp if isinstance(resp, str) else None
     return [make_eval_row(i, row, by_pos.get(i)) for i, row in enumerate(rows)]
+
+
+def invalid_responses(responses: Sequence[Mapping[str, Any]]) -> int:
+    """Response lines whose ``response`` is null or not a string (scored as missing)."""
+    return sum(not isinstance(r.get("response"), str) for r in responses)

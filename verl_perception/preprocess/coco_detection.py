@@ -132,11 +132,12 @@ def convert(
     limit: int | None = None,
     row_group_rows: int = runner.ROW_GROUP_ROWS,
     progress: bool = True,
+    allow_empty: bool = False,
 ) -> runner.Summary:
     """Convert one COCO split; returns the run's :class:`~verl_perception.preprocess.runner.Summary`."""
     index = load_coco(ann_file)
     if not index.categories:
-        raise ValueError(f"{ann_file} has no categories")
+        raise runner.InputError(f"{ann_file}: has no categories; is it a COCO instances_*.json file?")
     ids, names = zip(*index.categories)
     ctx = Context(
         image_dir=str(image_dir),
@@ -162,6 +163,8 @@ def convert(
         desc=f"coco {split}",
         row_group_rows=row_group_rows,
         progress=progress,
+        allow_empty=allow_empty,
+        source=ann_file,
     )
 
 
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
             workers=args.workers, strict=args.strict,
             keep_empty=args.keep_empty, limit=args.limit, row_group_rows=args.row_group_size, progress=not args.quiet,
+            allow_empty=args.allow_empty,
         )
     return runner.finish(summary)
 

@@ -69,7 +69,18 @@ class _Acc:
 
 
 def load_coco(path: str | os.PathLike) -> CocoIndex:
-    """Read ``path`` (a COCO instances JSON) into a :class:`CocoIndex`."""
+    """Read ``path`` (a COCO instances JSON) into a :class:`CocoIndex`.
+
+    A missing, truncated or malformed file raises
+    :class:`~verl_perception.preprocess.runner.InputError` naming it.
+    """
+    from verl_perception.preprocess.runner import reading
+
+    with reading(path, "COCO annotation file"):
+        return _load_coco(path)
+
+
+def _load_coco(path: str | os.PathLike) -> CocoIndex:
     images: dict[int, tuple[str, int, int]] = {}
     cats: list[tuple[int, str]] = []
     acc = _Acc()
@@ -90,6 +101,8 @@ def load_coco(path: str | os.PathLike) -> CocoIndex:
     else:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object with images/annotations/categories, got {type(data).__name__}")
         cats = [(int(c["id"]), str(c["name"])) for c in data.get("categories", [])]
         for im in data.get("images", []):
             add_image(im)

@@ -47,13 +47,17 @@ class Context:
 
 def read_records(path: str | os.PathLike):
     """Yield ``(position, record)`` from a JSONL file (streamed) or a JSON list."""
-    with open(path, encoding="utf-8") as f:
+    with runner.reading(path, "annotation file"):
+        f = open(path, encoding="utf-8")  # noqa: SIM115  (closed by the with below)
+    with f:
         head = f.read(1)
         while head and head.isspace():
             head = f.read(1)
         f.seek(0)
         if head == "[":
-            for n, rec in enumerate(json.load(f)):
+            with runner.reading(path, "annotation file (a JSON list)"):
+                records = json.load(f)
+            for n, rec in enumerate(records):
                 yield n, rec
             return
         n = 0
@@ -134,6 +138,7 @@ def convert(
     limit: int | None = None,
     row_group_rows: int = runner.ROW_GROUP_ROWS,
     progress: bool = True,
+    allow_empty: bool = False,
 ) -> runner.Summary:
     """Convert one page-OCR annotation file; returns the run's summary."""
     ctx = Context(str(image_dir), split, min_pixels, max_pixels, image_key, text_key, model_family)
@@ -146,6 +151,8 @@ def convert(
         desc=f"pageocr {split}",
         row_group_rows=row_group_rows,
         progress=progress,
+        allow_empty=allow_empty,
+        source=ann_file,
     )
 
 
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             workers=args.workers, strict=args.strict,
             image_key=args.image_key, text_key=args.text_key, limit=args.limit,
             row_group_rows=args.row_group_size, progress=not args.quiet,
+            allow_empty=args.allow_empty,
         )
     return runner.finish(summary)
 

@@ -65,12 +65,16 @@ def read_records(path: str | os.PathLike):
         import pyarrow.parquet as pq
 
         n = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        with runner.reading(path, "PixMo-Count parquet file"):
+            batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        for batch in batches:
             for rec in batch.to_pylist():
                 yield n, rec
                 n += 1
     else:
-        with open(path, encoding="utf-8") as f:
+        with runner.reading(path, "PixMo-Count JSONL file"):
+            f = open(path, encoding="utf-8")  # noqa: SIM115  (closed by the with below)
+        with f:
             n = 0
             for line in f:
                 if line.strip():
@@ -87,8 +91,9 @@ def count_records(path: str | os.PathLike) -> int:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, encoding="utf-8") as f:
+        with runner.reading(path, "PixMo-Count parquet file"):
+            return pq.ParquetFile(path).metadata.num_rows
+    with runner.reading(path, "PixMo-Count JSONL file"), open(path, encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
 
 
@@ -237,6 +242,7 @@ def convert(
     limit: int | None = None,
     row_group_rows: int = runner.ROW_GROUP_ROWS,
     progress: bool = True,
+    allow_empty: bool = False,
 ) -> runner.Summary:
     """Convert one PixMo-Count split file; returns the run's summary."""
     if points_convention not in CONVENTIONS:
@@ -253,6 +259,8 @@ def convert(
         desc=f"pixmo_count {split}",
         row_group_rows=row_group_rows,
         progress=progress,
+        allow_empty=allow_empty,
+        source=ann_file,
     )
 
 
@@ -290,6 +298,7 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             workers=args.workers, strict=args.strict,
             points_convention=args.points_convention, verify_sha256=args.verify_sha256, limit=args.limit,
             row_group_rows=args.row_group_size, progress=not args.quiet,
+            allow_empty=args.allow_empty,
         )
     return runner.finish(summary)
 

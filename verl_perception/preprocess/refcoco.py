@@ -52,14 +52,15 @@ class Context:
 
 def load_refs(path: str | os.PathLike) -> list[dict]:
     """Load a ``refs(*).p`` pickle (written by Python 2 in the official release)."""
-    with open(path, "rb") as f:
+    with runner.reading(path, "refs pickle"), open(path, "rb") as f:
         try:
             refs = pickle.load(f)
         except UnicodeDecodeError:
             f.seek(0)
             refs = pickle.load(f, encoding="latin1")
     if not isinstance(refs, list):
-        raise TypeError(f"{path}: expected a list of refs, got {type(refs).__name__}")
+        raise runner.InputError(f"{path}: expected a pickled list of refs, got {type(refs).__name__}; "
+                                "pass the refs(*).p file of the dataset")
     return refs
 
 
@@ -157,6 +158,7 @@ def convert(
     limit: int | None = None,
     row_group_rows: int = runner.ROW_GROUP_ROWS,
     progress: bool = True,
+    allow_empty: bool = False,
 ) -> runner.Summary:
     """Convert one split of one RefCOCO-family dataset; returns the run's summary."""
     if dataset not in DATASETS:
@@ -176,6 +178,8 @@ def convert(
         desc=f"{dataset} {split}",
         row_group_rows=row_group_rows,
         progress=progress,
+        allow_empty=allow_empty,
+        source=refs_file,
     )
 
 
@@ -212,6 +216,7 @@ def main(argv: list[str] | None = None) -> runner.Summary:
             min_pixels=args.min_pixels, max_pixels=args.max_pixels, model_family=args.model_family,
             workers=args.workers, strict=args.strict,
             limit=args.limit, row_group_rows=args.row_group_size, progress=not args.quiet,
+            allow_empty=args.allow_empty,
         )
     return runner.finish(summary)
 

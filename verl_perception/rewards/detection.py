@@ -53,7 +53,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from verl_perception.boxes import _TINY
+from verl_perception.boxes import _TINY, MAX_ABS_COORD
 from verl_perception.coco import COCO_NAMES
 from verl_perception.parsing import boxes_from_answer, labelled_boxes, normalize_label, parse_answer
 from verl_perception.rewards.config import DetectionConfig
@@ -199,6 +199,8 @@ def _plain_gt_records(gt: Mapping[str, Any]) -> list[tuple] | None:
         except OverflowError:
             return None
         if not math.isfinite(x1 + y1 + x2 + y2):  # NaN and infinities propagate
+            return None
+        if max(abs(x1), abs(y1), abs(x2), abs(y2)) > MAX_ABS_COORD:  # the shared reader says why
             return None
         out.append(((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), normalize_label(label) or ""))
     return out

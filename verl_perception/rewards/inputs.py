@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from verl_perception.boxes import MAX_ABS_COORD
 from verl_perception.frame import family_of
 from verl_perception.parsing import normalize_label
 
@@ -84,7 +85,7 @@ def _array(gt: Mapping[str, Any], key: str, width: int, allow_empty: bool) -> np
         raise GroundTruthError(f"ground truth has no {key!r} field (keys: {sorted(gt)})")
     try:
         arr = np.asarray(gt[key], dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise GroundTruthError(f"ground truth {key!r} is not numeric: {e}") from e
     if arr.size == 0 and allow_empty:
         return arr.reshape(0, width)
@@ -92,8 +93,15 @@ def _array(gt: Mapping[str, Any], key: str, width: int, allow_empty: bool) -> np
         arr = arr.reshape(1, width)
     if arr.ndim != 2 or arr.shape[1] != width:
         raise GroundTruthError(f"ground truth {key!r} must have shape (N, {width}), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise GroundTruthError(f"ground truth {key!r} holds NaN or infinity")
+    # One reduction for both checks (NaN compares False). Beyond MAX_ABS_COORD no image
+    # coordinate is meaningful, and products of such values (areas) overflow inside the matching.
+    if arr.size and not np.abs(arr).max() <= MAX_ABS_COORD:
+        if not np.isfinite(arr).all():
+            raise GroundTruthError(f"ground truth {key!r} holds NaN or infinity")
+        raise GroundTruthError(
+            f"ground truth {key!r} holds a coordinate beyond ±{MAX_ABS_COORD:g} pixels "
+            f"(max |value| {np.abs(arr).max():g}): not a pixel position"
+        )
     return arr
 
 
@@ -118,8 +126,12 @@ def gt_count(gt: Mapping[str, Any], n_points: int) -> int | None:
     count = gt.get("count")
     if count is None:
         return None
+    try:
+        finite = math.isfinite(count)
+    except (TypeError, OverflowError):  # not a number, or an integer too large for a float
+        finite = False
     if isinstance(count, bool) or not isinstance(count, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(count) or count < 0 or int(count) != count:
+            or not finite or count < 0 or count > 2**53 or int(count) != count:  # beyond 2**53: not an exact count
         raise GroundTruthError(f"ground truth 'count' must be a non-negative integer, got {count!r}")
     count = int(count)
     if n_points:
@@ -146,6 +158,8 @@ def gt_boxes_labels(gt: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
     labels = gt.get("labels")
     if labels is None or isinstance(labels, (str, bytes)):
         raise GroundTruthError("ground truth 'labels' must be a list of category names")
+    if not isinstance(labels, (list, tuple, np.ndarray)) or not all(isinstance(lab, str) for lab in labels):
+        raise GroundTruthError("ground truth 'labels' must be a list of category names (strings)")
     labels = [normalize_label(lab) or "" for lab in labels]
     if len(labels) != len(boxes):
         raise GroundTruthError(f"ground truth has {len(boxes)} boxes but {len(labels)} labels")
