@@ -18,6 +18,7 @@
 # Environment: MUTATION_JOBS (parallel mutants, default: the CPU count), MUTATION_WORKDIR (where the
 # copies go; kept afterwards so that `cd $MUTATION_WORKDIR/GROUP && mutmut show NAME` works).
 set -euo pipefail
+main() {  # the whole script is read before it runs: editing it meanwhile cannot derail a run
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
@@ -64,6 +65,9 @@ fi
 WORK=${MUTATION_WORKDIR:-$(mktemp -d -t mutation_score.XXXXXX)}
 JOBS=${MUTATION_JOBS:-$(nproc)}
 mkdir -p "$WORK"
+# One thread per mutant: the machine's cores go to parallel mutants, and torch's thread pool does
+# not survive mutmut's fork (a child would hang until its timeout).
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # The copies must import their own mutated package: an exported PYTHONPATH (e.g. a worktree root)
 # would shadow it and every mutant would "survive".
 unset PYTHONPATH
@@ -154,3 +158,5 @@ print(f"survivors ({len(survivors)}):")
 print("\n".join(survivors) if survivors else "  none")
 sys.exit(0 if ok else 1)
 EOF
+}
+main "$@"
