@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation score of the pure core (issue 27), measured with mutmut 3.x.
 #
-#   pip install -e ".[mutation]"                  # mutmut, pinned; not part of the `test` extra
+#   pip install -e ".[mutation]"                  # the test extra + mutmut 3.8.1 (pinned; not in `test`)
 #   bash benchmarks/mutation_score.sh             # every group (about 30 min on 2 cores)
 #   bash benchmarks/mutation_score.sh boxes frame # some groups
 #   bash benchmarks/mutation_score.sh --rev main  # the tests and code of a commit (e.g. a "before" score)
@@ -81,6 +81,10 @@ for g in "${GROUPS_ASKED[@]}"; do
     else
         git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$dst"
     fi
+    # mutmut forks each mutant from a process that has run the tests once: without this plugin
+    # the package's memo caches would be warm there, and a mutant in a function behind a cache
+    # would never run.
+    cp "$ROOT/benchmarks/mutation_fresh_caches.py" "$dst/"
     tests=()
     for pattern in ${GROUP_TESTS[$g]}; do
         for f in "$dst"/$pattern; do
@@ -94,7 +98,9 @@ for g in "${GROUPS_ASKED[@]}"; do
         echo "pytest_add_cli_args_test_selection ="
         printf '    %s\n' "${tests[@]}"
         echo "pytest_add_cli_args ="
-        printf '    %s\n' -p no:cacheprovider
+        printf '    %s\n' -p no:cacheprovider -p mutation_fresh_caches
+        echo "also_copy ="
+        echo "    mutation_fresh_caches.py"
     } >"$dst/setup.cfg"
     echo "::: $g: mutating ${GROUP_MUTATE[$g]} against ${#tests[@]} test files ($dst)" >&2
     start=$(date +%s)

@@ -41,7 +41,7 @@ HAND = [
     {"score": 0.0, "format": 0.0, "pred_count": 0.0, "gt_count": 1.0, "count_exact": 0.0, "f1": 0.0},
     {"score": OCR4, "format": 1.0, "edit_sim": OCR4},
     {"score": OCR5, "format": 1.0, "edit_sim": OCR5},
-    {**DET6, "format": 1.0, "num_pred": 3.0, "num_gt": 2.0},
+    {**{k: v for k, v in DET6.items() if not k.startswith("_")}, "format": 1.0, "num_pred": 3.0, "num_gt": 2.0},
     {"score": 0.0, "format": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "mean_iou": 0.0, "num_pred": 0.0,
      "num_gt": 1.0},
     {"score": IOU8**2 + 1, "format": 1.0, "iou": IOU8, "hit50": 0.0},

@@ -108,7 +108,8 @@ def detection_oracle(pred, gt, frame_hw, n_items=None, malformed=0):
     fn = (G - tp) / G if G else 0.0
     fmt = 1.0 - malformed / n_items if n_items else 1.0
     score = 0.25 * fmt + 0.75 * f1 + cls + miou - 0.5 * (fp + fn)
-    return {"score": min(max(score, 0.0), 3.0), "precision": precision, "recall": recall, "f1": f1, "mean_iou": miou}
+    return {"score": min(max(score, 0.0), 3.0), "precision": precision, "recall": recall, "f1": f1, "mean_iou": miou,
+            "_tp": tp, "_tp_same": sum(pred[i][1] == gt[j][1] for i, j in counted)}
 
 
 # ---------------------------------------------------------------- grounding
@@ -406,4 +407,88 @@ def test_detection_matches_brute_force_assignment(seed):
     got = detect(pred, gt)
     want = detection_oracle(pred, gt, (H, W))
     for key, value in want.items():
-        assert got[key] == pytest.approx(value, abs=1e-9), key
+        if not key.startswith("_"):
+            assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+# ---------------------------------------------------------------- detection: vocabularies and match()
+def test_detection_vocabulary_sources_by_hand():
+    gt = [((10, 20, 110, 220), "widget"), ((300, 100, 400, 160), "gadget")]
+    perfect = json.dumps([{"bbox_2d": list(b), "label": lab} for b, lab in gt])
+    truth = json.dumps({"boxes": [list(b) for b, _ in gt], "labels": [lab for _, lab in gt]})
+    plus_gizmo = json.dumps([{"bbox_2d": list(b), "label": lab} for b, lab in gt]
+                            + [{"bbox_2d": [0, 0, 5, 5], "label": "gizmo"}])
+    # fallback: the row's own labels; a label outside them is malformed (format 0, one item in three)
+    r = compute_score("my_det", plus_gizmo, truth, {**INFO, "task": "detection"})
+    assert r["format"] == 0.0 and r["num_pred"] == 2.0
+    assert r["score"] == pytest.approx(0.25 * (1 - 1 / 3) + 0.75 + 1 + 1)
+    assert compute_score("my_det", perfect, truth, {**INFO, "task": "detection"})["score"] == 3.0
+    # the vocabulary from extra_info (names, or COCO-style dicts): gizmo is a known label, a false positive
+    for cats in (["widget", "gadget", "gizmo"], [{"id": 1, "name": "widget"}, {"id": 2, "name": "Gadget"},
+                                                 {"id": 9, "name": "gizmo"}]):
+        for field in ("categories", "category_names"):
+            r = compute_score("my_det", plus_gizmo, truth, {**INFO, "task": "detection", field: cats})
+            assert r["format"] == 1.0 and r["num_pred"] == 3.0, (field, cats)
+            assert r["score"] == pytest.approx(0.25 + 0.75 * 4 / 5 + 1 + 1 - 0.5 * (1 / 3))
+    # the config's categories win over extra_info's
+    r = compute_score("my_det", plus_gizmo, truth, {**INFO, "task": "detection", "categories": ["widget"]},
+                      config={"detection": {"categories": ["widget", "gadget", "gizmo"]}})
+    assert r["format"] == 1.0
+    # an empty or unusable vocabulary field is skipped (the next source decides)
+    for bad in ([], "widget gadget", [{"no_name": 1}]):
+        r = compute_score("my_det", plus_gizmo, truth, {**INFO, "task": "detection", "categories": bad})
+        assert r["format"] == 0.0, bad
+    # COCO names for data_source coco: "widget" is not one
+    r = compute_score("coco", perfect, truth, INFO)
+    assert r["format"] == 0.0 and r["num_pred"] == 0.0
+    # labels are normalised the parser's way on both sides ("Traffic_Light" is "traffic light")
+    truth2 = json.dumps({"boxes": [[10, 20, 110, 220]], "labels": ["Traffic_Light"]})
+    ans2 = json.dumps([{"bbox_2d": [10, 20, 110, 220], "label": "traffic light"}])
+    assert compute_score("my_det", ans2, truth2, {**INFO, "task": "detection", "categories": ["traffic_light"]})[
+        "score"] == 3.0
+
+
+def test_detection_same_vocabulary_object_reused_and_changed():
+    # the same extra_info list is reused by a row's completions; a different list must not hit that cache
+    truth = json.dumps({"boxes": [[10, 20, 110, 220]], "labels": ["widget"]})
+    ans = json.dumps([{"bbox_2d": [10, 20, 110, 220], "label": "widget"}, {"bbox_2d": [0, 0, 5, 5], "label": "gizmo"}])
+    cats = ["widget", "gizmo"]
+    info = {**INFO, "task": "detection", "categories": cats}
+    first = compute_score("my_det", ans, truth, info)
+    assert first == compute_score("my_det", ans, truth, info) and first["format"] == 1.0
+    cats.pop()  # mutated in place: its length changes, so it is read again
+    assert compute_score("my_det", ans, truth, info)["format"] == 0.0
+    other = {**INFO, "task": "detection", "categories": ["widget"]}
+    assert compute_score("my_det", ans, truth, other)["format"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_standalone_match_equals_brute_force(seed):
+    from verl_perception.rewards.config import DetectionConfig
+    from verl_perception.rewards.detection import match
+
+    rng = random.Random(1000 + seed)
+    labels = ["a", "b", "c"]
+    gt = [(_rand_box(rng), rng.choice(labels)) for _ in range(rng.randint(1, 4))]
+    pred = [(_rand_box(rng, rng.choice(gt)[0]), rng.choice(labels)) for _ in range(rng.randint(1, 4))]
+    # match() orders reversed corners itself
+    shown = [((b[2], b[3], b[0], b[1]) if k % 2 else b, lab) for k, (b, lab) in enumerate(pred)]
+    tp, iou_sum, tp_same = match([b for b, _ in shown], [lab for _, lab in shown], [b for b, _ in gt],
+                                 [lab for _, lab in gt], (H, W), DetectionConfig())
+    want = detection_oracle(pred, gt, (H, W))
+    assert tp / len(pred) == pytest.approx(want["precision"])
+    assert (iou_sum / tp if tp else 0.0) == pytest.approx(want["mean_iou"])
+    assert (tp, tp_same) == (want["_tp"], want["_tp_same"])
+
+
+def test_standalone_match_by_hand():
+    from verl_perception.rewards.config import DetectionConfig
+    from verl_perception.rewards.detection import match
+
+    gt, gl = [[0, 0, 100, 100], [200, 200, 300, 260]], ["cat", "dog"]
+    tp, iou_sum, same = match([[0, 0, 100, 50], [200, 200, 300, 260]], ["cat", "cat"], gt, gl, (400, 600),
+                              DetectionConfig())
+    assert (tp, same) == (1, 0) and iou_sum == pytest.approx(1.0)  # IoU 0.5 is not counted
+    tp, iou_sum, same = match([[0, 0, 100, 60], [300, 260, 200, 200]], ["cat", "dog"], gt, gl, (400, 600),
+                              DetectionConfig(match_iou=0.55))
+    assert (tp, same) == (2, 2) and iou_sum == pytest.approx(1.6)
