@@ -492,3 +492,51 @@ def test_standalone_match_by_hand():
     tp, iou_sum, same = match([[0, 0, 100, 60], [300, 260, 200, 200]], ["cat", "dog"], gt, gl, (400, 600),
                               DetectionConfig(match_iou=0.55))
     assert (tp, same) == (2, 2) and iou_sum == pytest.approx(1.6)
+
+
+def test_ground_truth_labels_outside_the_vocabulary_never_match_a_class():
+    # COCO vocabulary, ground-truth labels it does not have: every prediction's class is wrong,
+    # whatever COCO id a prediction has (person 0, bicycle 1, car 2).
+    gt = [((10, 10, 110, 110), "widget"), ((200, 10, 300, 110), "gadget"), ((400, 10, 500, 110), "gizmo")]
+    pred = [((10, 10, 110, 110), "car"), ((200, 10, 300, 110), "bicycle"), ((400, 10, 500, 110), "person")]
+    r = detect(pred, gt)
+    assert r["precision"] == 1.0  # the boxes are all counted ...
+    assert r["score"] == pytest.approx(0.25 + 0.75 + 0.0 + 1.0)  # ... but no class is right
+
+
+def test_one_ground_truth_scored_under_two_vocabularies():
+    # The same ground-truth string (decoded once, prepared once) with vocabularies that number the
+    # labels differently: the label ids must follow the vocabulary of each call.
+    truth = json.dumps({"boxes": [[10, 10, 110, 110], [200, 10, 300, 110]], "labels": ["widget", "gadget"]})
+    answer = json.dumps([{"bbox_2d": [10, 10, 110, 110], "label": "widget"},
+                         {"bbox_2d": [200, 10, 300, 110], "label": "gadget"}])
+    for cats in (["widget", "gadget"], ["gadget", "widget"], ["x", "gadget", "widget"], ["widget", "gadget"]):
+        r = compute_score("my_det", answer, truth, {**INFO, "task": "detection", "categories": list(cats)})
+        assert r["score"] == 3.0, cats
+    swapped = json.dumps([{"bbox_2d": [10, 10, 110, 110], "label": "gadget"},
+                          {"bbox_2d": [200, 10, 300, 110], "label": "widget"}])
+    r = compute_score("my_det", swapped, truth, {**INFO, "task": "detection", "categories": ["gadget", "widget"]})
+    assert r["score"] == pytest.approx(0.25 + 0.75 + 0.0 + 1.0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_detection_without_input_size_uses_the_ground_truth_extent(seed):
+    # No input_size: the L1 term is normalised by the ground truth's extent (h = max y2, w = max x2);
+    # an elongated extent makes the normalisation matter for the assignment.
+    rng = random.Random(5000 + seed)
+    labels = ["person", "car"]
+    def box():
+        x, y = rng.uniform(0, 900), rng.uniform(0, 60)
+        return (round(x, 1), round(y, 1), round(x + rng.uniform(20, 80), 1), round(y + rng.uniform(5, 40), 1))
+    gt = [(box(), rng.choice(labels)) for _ in range(rng.randint(1, 4))]
+    pred = []
+    for _ in range(rng.randint(1, 4)):
+        b = rng.choice(gt)[0]
+        j = [rng.uniform(-15, 15) for _ in range(4)]
+        pred.append((tuple(round(v + d, 1) for v, d in zip(b, j)), rng.choice(labels)))
+    frame = (max(1.0, max(b[3] for b, _ in gt)), max(1.0, max(b[2] for b, _ in gt)))
+    got = detect(pred, gt, info={})
+    want = detection_oracle(pred, gt, frame)
+    for key, value in want.items():
+        if not key.startswith("_"):
+            assert got[key] == pytest.approx(value, abs=1e-9), key
