@@ -62,6 +62,11 @@ if ! python -c 'import importlib.metadata as m, sys; sys.exit(0 if m.version("mu
     exit 2
 fi
 
+if ! python -c 'import sys; from verl_perception.metrics.wordnet import load_wordnet; sys.exit(load_wordnet()[0] is None)' 2>/dev/null; then
+    echo "warning: no WordNet 3.0 database (apt-get install wordnet-base, or VERL_PERCEPTION_WORDNET_DIR):" \
+        "the METEOR tests skip, so metrics/wordnet.py's mutants have no tests" >&2
+fi
+
 WORK=${MUTATION_WORKDIR:-$(mktemp -d -t mutation_score.XXXXXX)}
 JOBS=${MUTATION_JOBS:-$(nproc)}
 mkdir -p "$WORK"
