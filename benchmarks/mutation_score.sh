@@ -5,6 +5,9 @@
 #   bash benchmarks/mutation_score.sh             # every group (about 30 min on 2 cores)
 #   bash benchmarks/mutation_score.sh boxes frame # some groups
 #   bash benchmarks/mutation_score.sh --rev main  # the tests and code of a commit (e.g. a "before" score)
+#   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --resume GROUP  # after adding tests: re-run
+#       only the mutants DIR/GROUP's last run left alive, against the tree's current tests (tests
+#       that were only added cannot revive a killed mutant)
 #
 # Groups and what they mutate: rewards (verl_perception/rewards/), parsing (parsing.py), frame
 # (frame.py), boxes (boxes.py), metrics (verl_perception/metrics/). Each group runs in its own
@@ -23,11 +26,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 REV=""
+RESUME=0
 GROUPS_ASKED=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rev) REV="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --resume) RESUME=1; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) GROUPS_ASKED+=("$1"); shift ;;
     esac
 done
@@ -79,6 +84,26 @@ unset PYTHONPATH
 
 for g in "${GROUPS_ASKED[@]}"; do
     dst="$WORK/$g"
+    if [ "$RESUME" = 1 ]; then
+        if [ ! -f "$dst/mutmut_results.txt" ]; then
+            echo "error: --resume needs a finished run in $dst (set MUTATION_WORKDIR to its parent)" >&2
+            exit 2
+        fi
+        rm -rf "$dst/tests"
+        git ls-files -z --cached --others --exclude-standard tests | tar --null -T - -cf - | tar -xf - -C "$dst"
+        cp "$ROOT/benchmarks/mutation_fresh_caches.py" "$dst/"
+        mapfile -t alive < <(grep -vE ': (killed|timeout)$' "$dst/mutmut_results.txt" | sed -E 's/^ *//; s/: [a-z ]+$//')
+        echo "::: $g: re-running ${#alive[@]} surviving mutants against the current tests ($dst)" >&2
+        if [ ${#alive[@]} -gt 0 ]; then
+            (cd "$dst" && mutmut run --max-children "$JOBS" "${alive[@]}" >"$dst/mutmut_resume.log" 2>&1) || {
+                echo "error: mutmut run failed for group $g; see $dst/mutmut_resume.log" >&2
+                tail -n 20 "$dst/mutmut_resume.log" >&2
+                exit 2
+            }
+            (cd "$dst" && mutmut results --all true >"$dst/mutmut_results.txt")
+        fi
+        continue
+    fi
     rm -rf "$dst"
     mkdir -p "$dst"
     if [ -n "$REV" ]; then
