@@ -540,3 +540,25 @@ def test_detection_without_input_size_uses_the_ground_truth_extent(seed):
     for key, value in want.items():
         if not key.startswith("_"):
             assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("seed", [22, 32, 62])
+def test_detection_on_sub_pixel_ground_truth_without_input_size(seed):
+    # A ground truth smaller than 2 px and no input_size: the fallback frame is at least 1 x 1 px
+    # (seeds where the assignment depends on that floor).
+    rng = random.Random(seed)
+    labels = ["person", "car"]
+
+    def box():
+        x, y = rng.uniform(0, 1.0), rng.uniform(0, 1.0)
+        return (round(x, 3), round(y, 3), round(x + rng.uniform(0.2, 0.9), 3), round(y + rng.uniform(0.2, 0.9), 3))
+
+    gt = [(box(), rng.choice(labels)) for _ in range(rng.randint(2, 3))]
+    pred = []
+    for _ in range(rng.randint(2, 3)):
+        b = rng.choice(gt)[0]
+        pred.append((tuple(round(v + rng.uniform(-0.15, 0.15), 3) for v in b), rng.choice(labels)))
+    frame = (max(1.0, max(b[3] for b, _ in gt)), max(1.0, max(b[2] for b, _ in gt)))
+    got = detect(pred, gt, info={})
+    want = detection_oracle(pred, gt, frame)
+    assert got["score"] == pytest.approx(want["score"], abs=1e-9)

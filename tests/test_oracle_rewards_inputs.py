@@ -79,7 +79,7 @@ def test_reward_config_reader():
         assert RewardConfig.from_mapping({"ocr": {"require_think": text}}).ocr.require_think is want, text
     for value, want in ((1, True), (0, False), (True, True), (False, False)):
         assert RewardConfig.from_mapping({"ocr": {"require_think": value}}).ocr.require_think is want
-    for bad in ("yes", 2, 0.5, None):
+    for bad in ("yes", 2, 0.5, 1.0, None):
         with pytest.raises(ValueError, match=rf"reward option ocr.require_think must be bool, got {bad!r}"):
             RewardConfig.from_mapping({"ocr": {"require_think": bad}})
     for bad in (True, "nan", "x", None):
