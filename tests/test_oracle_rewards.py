@@ -79,7 +79,7 @@ def counting_oracle(pred, gt, diag):
     return min(n, m) / max(n, m) * max(0.0, 1.0 - mean / diag)
 
 
-def detection_oracle(pred, gt, frame_hw, n_items=None, malformed=0):
+def detection_oracle(pred, gt, frame_hw, n_items=None, malformed=0, cost_l1=5.0, cost_class=1.0, cost_giou=2.0):
     """pred, gt: lists of (box, label); returns the reward's score, precision, recall, f1, mean_iou."""
     h, w = frame_hw
     P, G = len(pred), len(gt)
@@ -91,7 +91,7 @@ def detection_oracle(pred, gt, frame_hw, n_items=None, malformed=0):
     def cost(i, j):
         (pb, pl), (gb, gl) = pred[i], gt[j]
         l1 = sum(abs(x - y) for x, y in zip(unit(pb), unit(gb)))
-        return 5.0 * l1 - 1.0 * (pl == gl) - 2.0 * iou_giou(pb, gb)[1]
+        return cost_l1 * l1 - cost_class * (pl == gl) - cost_giou * iou_giou(pb, gb)[1]
 
     pairs = min_cost_pairs(P, G, cost) if P and G else []
     counted = [(i, j) for i, j in pairs if iou_giou(pred[i][0], gt[j][0])[0] > 0.5]
@@ -562,3 +562,76 @@ def test_detection_on_sub_pixel_ground_truth_without_input_size(seed):
     got = detect(pred, gt, info={})
     want = detection_oracle(pred, gt, frame)
     assert got["score"] == pytest.approx(want["score"], abs=1e-9)
+
+
+def _random_case(seed, labels=("person", "car", "dog")):
+    rng = random.Random(seed)
+    gt = [(_rand_box(rng), rng.choice(labels)) for _ in range(rng.randint(2, 4))]
+    pred = []
+    for _ in range(rng.randint(2, 5)):
+        near = rng.choice(gt)[0]
+        pred.append((tuple(round(v, 2) for v in _rand_box(rng, near)), rng.choice(labels)))
+    return pred, [(tuple(round(v, 2) for v in b), lab) for b, lab in gt]
+
+
+@pytest.mark.parametrize("weights", [(5, 2, 2), (5, 0.5, 2), (1, 3, 0.5), (5, 0, 2), (2, -1, 1), (0, 1, 2)])
+@pytest.mark.parametrize("seed", range(12))
+def test_detection_cost_weights_match_brute_force(weights, seed):
+    l1, cls, giou = weights
+    pred, gt = _random_case(700 + seed)
+    cfg = {"detection": {"cost_l1": l1, "cost_class": cls, "cost_giou": giou}}
+    got = detect(pred, gt, config=cfg)
+    want = detection_oracle(pred, gt, (H, W), cost_l1=l1, cost_class=cls, cost_giou=giou)
+    assert got["score"] == pytest.approx(want["score"], abs=1e-9)
+    assert got["mean_iou"] == pytest.approx(want["mean_iou"], abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [68, 125, 137])
+def test_one_ground_truth_under_two_frames(seed):
+    # The same ground-truth string (prepared once) scored in two frames: the L1 features must follow
+    # the frame of each call (seeds where the frame changes the assignment).
+    pred, gt = _random_case(seed)
+    for frame in ((400, 600), (400, 2400), (400, 600)):
+        got = detect(pred, gt, info={"input_size": list(frame)})
+        assert got["score"] == pytest.approx(detection_oracle(pred, gt, frame)["score"], abs=1e-9), frame
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_detection_sub_pixel_boxes_match_brute_force(seed):
+    # Boxes and gaps below one pixel: intersections and gaps are fractions of a pixel.
+    rng = random.Random(9000 + seed)
+    labels = ["person", "car"]
+
+    def box():
+        x, y = rng.uniform(0, 1.5), rng.uniform(0, 1.5)
+        return (round(x, 3), round(y, 3), round(x + rng.uniform(0.1, 0.6), 3), round(y + rng.uniform(0.1, 0.6), 3))
+
+    gt = [(box(), rng.choice(labels)) for _ in range(rng.randint(1, 3))]
+    pred = [(box(), rng.choice(labels)) for _ in range(rng.randint(1, 3))]
+    got = detect(pred, gt, info={"input_size": [4, 4]})
+    want = detection_oracle(pred, gt, (4, 4))
+    for key, value in want.items():
+        if not key.startswith("_"):
+            assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_degenerate_ground_truth_boxes():
+    # Zero-area ground truth (a line) and the same line predicted: IoU 0 (empty union), no NaN.
+    gt = [((10, 10, 10, 50), "person"), ((100, 100, 200, 200), "car")]
+    pred = [((10, 10, 10, 50), "person"), ((100, 100, 200, 200), "car")]
+    got = detect(pred, gt)
+    want = detection_oracle(pred, gt, (H, W))
+    assert got["score"] == pytest.approx(want["score"]) and got["precision"] == 0.5
+    assert got["mean_iou"] == 1.0
+
+
+def test_counting_count_only_small_answers_and_radius_boundary():
+    r = count([], [], gt_extra={"count": 5})
+    assert (r["score"], r["f1"]) == (0.0, 0.0)
+    r = count([(1, 1)], [], gt_extra={"count": 5})
+    assert r["score"] == pytest.approx(1 / 5) and r["f1"] == pytest.approx(2 / 6)
+    # a point exactly f1_radius * D away counts (<=): D = 50 for a 30 x 40 frame, 5% = 2.5 px
+    r = count([(1.5, 2.0)], [(0, 0)], info={"input_size": [30, 40]})
+    assert r["f1"] == 1.0
+    r = count([(1.5, 2.01)], [(0, 0)], info={"input_size": [30, 40]})
+    assert r["f1"] == 0.0
