@@ -56,6 +56,9 @@ def test_grounding_metrics_by_hand():
     assert out["per_row"][4]["pred_box"] is None and out["per_row"][4]["why"] == "no JSON in the answer"
     assert out["per_row"][5]["why"] == "no response"
     assert out["per_row"][0]["why"] == ""
+    assert set(first) == {"position", "index", "group", "iou", "hit50", "pred_box", "gt_box", "why"}
+    assert [r["position"] for r in out["per_row"]] == [0, 1, 2, 3, 4, 5]
+    assert out["per_row"][5]["group"] == "refcoco+/testA"
 
 
 def test_grounding_qwen3_and_reversed_and_errors():
@@ -113,6 +116,10 @@ def test_counting_metrics_by_hand():
     assert out["per_row"][0]["pred_points"] == [[2, 2], [4, 4]] and out["per_row"][1]["gt_points"] == [[2, 2], [4, 4],
                                                                                                         [6, 6]]
     assert out["per_row"][3]["gt_points"] == [] and out["per_row"][0]["index"] == 10
+    assert set(out["per_row"][0]) == {"position", "index", "group", "pred_count", "gt_count", "correct", "pred_points",
+                                      "gt_points"}
+    assert [r["position"] for r in out["per_row"]] == [0, 1, 2, 3, 4]
+    assert [r["group"] for r in out["per_row"]][1:3] == ["pixmo_count/val", "pixmo_count/test"]
     assert counting.summarize([], []) == {"accuracy": 0.0, "mae": 0.0, "mean_error": 0.0, "n": 0}
 
 
@@ -198,6 +205,9 @@ def test_ocr_evaluate_by_hand(monkeypatch):
     assert m["groups"]["pageocr/test"]["edit_distance"] == pytest.approx((3 / 7 + 1) / 2)
     assert m["groups"]["pageocr/val"]["n"] == 1
     assert out["per_row"][0]["pred_text"] == "a b c d e" and out["per_row"][0]["gt_text"] == " a b c d e "
+    assert set(out["per_row"][0]) == {"position", "index", "group", "pred_text", "gt_text", "chinese", *ocr.METRICS}
+    assert [(r["position"], r["index"], r["group"]) for r in out["per_row"]] == [
+        (0, 10, "pageocr/val"), (1, 11, "pageocr/test"), (2, 12, "pageocr/test")]
     assert out["warnings"] == ["METEOR not computed (reported as n/a): no WordNet (test)"]
     with pytest.raises(EvalInputError, match=r"row 4: OCR ground truth needs 'text', got keys \['txt'\]"):
         ocr.evaluate([row(4, {"txt": "a"}, "a")])
