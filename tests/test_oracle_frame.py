@@ -281,3 +281,20 @@ def test_rescale_ground_truth_by_hand():
     # rounded to 2 decimals; empty lists and None stay
     out = rescale_ground_truth({"points": [[1, 1]], "boxes": [], "bbox": None}, (3, 3), (1, 1))
     assert out == {"points": [[0.33, 0.33]], "boxes": [], "bbox": None}
+
+
+def test_frame_cli_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        frame.main(["-h"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m verl_perception.frame [-h] {family,bounds}")
+    assert "python -m verl_perception.frame family MODEL`` prints the model's family" in " ".join(out.split())
+    assert "the family of a model directory or hub name" in out
+    assert "recipe pixel bounds and resize factor of a family" in out
+    with pytest.raises(SystemExit) as e:
+        frame.main(["family"])  # the model argument is required
+    assert e.value.code == 2 and "model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        frame.main(["bounds"])
+    assert "family" in capsys.readouterr().err
