@@ -219,3 +219,61 @@ def test_ocr_summarize_by_hand():
     assert s["n"] == 2 and s["edit_distance"] == 0.75 and s["meteor"] is None
     assert ocr.summarize([])["edit_distance"] is None and ocr.summarize([])["n"] == 0
     assert ocr.answer_text("  <answer> x y </answer> ") == "x y" and ocr.answer_text(None) == ""
+
+
+def test_ocr_notes_jieba_and_chinese_pages(monkeypatch):
+    from verl_perception.metrics import wordnet
+
+    monkeypatch.setattr(wordnet, "load_wordnet", lambda: (None, "no WordNet (test)"))
+    rows = [row(0, {"text": "我爱北京"}, "我爱北京", data_source="pageocr")]
+    out = ocr.evaluate(rows)
+    assert out["notes"] == [] and out["per_row"][0]["chinese"] is True
+    assert not any("jieba" in w for w in out["warnings"])  # jieba is installed (a dependency)
+    assert out["metrics"]["f1"] == 1.0
+    # without jieba: per character, and a warning says so
+    monkeypatch.setattr(ocr, "_jieba", lambda: None)
+    assert ocr.tokenize("我爱 北京") == ["我", "爱", "北", "京"]
+    out = ocr.evaluate(rows)
+    assert out["warnings"][-1] == "jieba is not installed: Chinese pages were tokenised per character, not per word"
+    out = ocr.evaluate([row(0, {"text": "plain"}, "plain", data_source="pageocr")])
+    assert not any("jieba" in w for w in out["warnings"])
+
+
+def test_ocr_evaluate_with_wordnet_computes_meteor():
+    from verl_perception.metrics import wordnet
+
+    wn, source = wordnet.load_wordnet()
+    if wn is None:
+        pytest.skip(f"no WordNet 3.0 database: {source}")  # conftest reports it with the METEOR tests
+    out = ocr.evaluate([row(0, {"text": "alpha bravo charlie"}, "alpha bravo charlie", data_source="pageocr")])
+    assert out["notes"] == [f"METEOR synonyms from {source}"]
+    assert out["metrics"]["meteor"] == pytest.approx(1 - 0.5 * (1 / 3) ** 3, abs=1e-6)  # one chunk of 3 words
+    assert out["per_row"][0]["meteor"] == pytest.approx(out["metrics"]["meteor"])
+
+
+def test_detection_tables_and_rows_built_ground_truth_by_hand():
+    from verl_perception.metrics import detection as det
+
+    # names without ids: no table from that row, COCO's ids (and 1000+ for other labels)
+    names_only = EvalRow(0, "coco", {"boxes": [[0, 0, 1, 1]], "labels": ["person"]},
+                         {"image_id": 1, "category_names": ["person"]}, (10, 10), (10, 10), "[]")
+    assert det.category_table([names_only])["person"] == 1
+    # a row with its own gt_category_ids adds no 1000+ entries for its labels
+    with_ids = EvalRow(1, "coco", {"boxes": [[0, 0, 4, 4]], "labels": ["thing"]},
+                       {"image_id": 2, "gt_category_ids": [999], "input_size": [10, 10], "orig_size": [10, 10]},
+                       (10, 10), (10, 10), "[]")
+    assert "thing" not in det.category_table([with_ids])
+    built = det.gt_from_rows([with_ids])
+    assert {"id": 999, "name": "999"} in built["categories"]  # an id the table does not name
+    assert built["annotations"] == [{"id": 1, "image_id": 2, "category_id": 999, "bbox": [0.0, 0.0, 4.0, 4.0],
+                                     "area": 16.0, "iscrowd": 0}]
+    # every table category is listed, also those without annotations
+    own = EvalRow(2, "x", {"boxes": [[0, 0, 2, 2], [1, 1, 3, 3]], "labels": ["a", "a"]},
+                  {"image_id": 3, "category_names": ["a", "b"], "category_ids": [5, 6]}, (10, 10), (10, 10), "[]")
+    built = det.gt_from_rows([own])
+    assert built["categories"] == [{"id": 5, "name": "a"}, {"id": 6, "name": "b"}]
+    assert [a["id"] for a in built["annotations"]] == [1, 2]
+    bad = EvalRow(4, "x", {"boxes": [[0, 0, 2, 2], [1, 1, 3, 3]], "labels": ["a"]},
+                  {"image_id": 3, "category_names": ["a"], "category_ids": [5]}, (10, 10), (10, 10), "[]")
+    with pytest.raises(EvalInputError, match="row 4: 2 ground-truth boxes for 1 labels"):
+        det.gt_from_rows([bad])
