@@ -635,3 +635,42 @@ def test_counting_count_only_small_answers_and_radius_boundary():
     assert r["f1"] == 1.0
     r = count([(1.5, 2.01)], [(0, 0)], info={"input_size": [30, 40]})
     assert r["f1"] == 0.0
+
+
+def test_vocabulary_edge_cases():
+    truth = json.dumps({"boxes": [[10, 20, 110, 220], [300, 100, 400, 160]], "labels": ["widget", "gadget"]})
+    ans = json.dumps([{"bbox_2d": [10, 20, 110, 220], "label": "widget"},
+                      {"bbox_2d": [300, 100, 400, 160], "label": "gadget"}])
+    det_info = {**INFO, "task": "detection"}
+    # a one-name vocabulary is a vocabulary: gadget is outside it
+    assert compute_score("my_det", ans, truth, {**det_info, "categories": ["widget"]})["format"] == 0.0
+    # an unusable first field: the next one is tried
+    r = compute_score("my_det", ans, truth, {**det_info, "categories": [{"no": 1}], "category_names": ["widget"]})
+    assert r["format"] == 0.0
+    # not a list at all (an int, a string): skipped, the next source decides (COCO names for coco)
+    person = json.dumps([{"bbox_2d": [10, 20, 110, 220], "label": "person"}])
+    coco_truth = json.dumps({"boxes": [[10, 20, 110, 220]], "labels": ["person"]})
+    for bad in (5, "person", b"person"):
+        assert compute_score("coco", person, coco_truth, {**INFO, "categories": bad})["score"] == 3.0, bad
+    # two vocabularies of the same length, one after the other: each call reads its own
+    gizmo = json.dumps([{"bbox_2d": [10, 20, 110, 220], "label": "widget"},
+                        {"bbox_2d": [300, 100, 400, 160], "label": "gizmo"}])
+    assert compute_score("my_det", gizmo, truth, {**det_info, "categories": ["widget", "gadget"]})["format"] == 0.0
+    assert compute_score("my_det", gizmo, truth, {**det_info, "categories": ["widget", "gizmo"]})["format"] == 1.0
+
+
+def test_plain_dict_ground_truths_are_never_confused():
+    # Ground truths passed as dicts are prepared per call (a dict's id can be reused once it is freed).
+    for k in range(20):
+        x = 10 + 7 * k
+        gt = {"boxes": [[x, 20, x + 100, 220]], "labels": ["person"]}
+        ans = json.dumps([{"bbox_2d": [x, 20, x + 100, 220], "label": "person"}])
+        assert compute_score("coco", ans, dict(gt), INFO)["score"] == 3.0, k
+
+
+def test_invalid_input_size_is_ignored():
+    # A frame size that is not two positive finite numbers is ignored (counting falls back to the
+    # diagonal of the reference points: 5 here), never used.
+    for bad in ([-30, 40], [30, -40], [float("inf"), 40], [30, float("nan")], [0, 40], "30x40", [30]):
+        r = count([(3, 4)], [(3, 4.5)], info={"input_size": bad})
+        assert r["score"] == pytest.approx(1 - 0.5 / math.hypot(3, 4.5)), bad
