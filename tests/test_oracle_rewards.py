@@ -674,3 +674,7 @@ def test_invalid_input_size_is_ignored():
     for bad in ([-30, 40], [30, -40], [float("inf"), 40], [30, float("nan")], [0, 40], "30x40", [30]):
         r = count([(3, 4)], [(3, 4.5)], info={"input_size": bad})
         assert r["score"] == pytest.approx(1 - 0.5 / math.hypot(3, 4.5)), bad
+    # the smallest valid frames: one pixel wide or high
+    for size in ([4, 1], [1, 4]):
+        r = count([(0, 0)], [(1, 0)], info={"input_size": size})
+        assert r["score"] == pytest.approx(1 - 1 / math.hypot(4, 1)), size
