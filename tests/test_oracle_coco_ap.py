@@ -119,16 +119,26 @@ def _direct_dets(answers):
     return out
 
 
-def test_subset_of_an_annotation_file_with_its_own_category_ids(tmp_path):
+def test_subset_of_an_annotation_file_with_its_own_category_ids(tmp_path, capsys):
     rows = [_row(i, iid, ANSWERS[iid]) for i, iid in enumerate(ANSWERS)]
     ours = _ours(tmp_path, rows)
+    assert capsys.readouterr().out == ""  # pycocotools' prints are captured, not shown
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in ours["summary"]
+    assert set(ours) == {"metrics", "per_row", "notes", "warnings", "summary"}
+    assert set(ours["per_row"][0]) == {"position", "index", "image_id", "boxes", "unknown_label", "bad_item", "pred",
+                                       "gt"}
+    assert [(r["position"], r["index"]) for r in ours["per_row"]] == [(0, 0), (1, 1), (2, 2), (3, 3)]
     want = _direct_stats(dataset(), _direct_dets(ANSWERS), list(ANSWERS))
     got = [ours["metrics"][k] for k in det.STAT_NAMES]
     assert got == pytest.approx(want, abs=1e-12)
     # The subset matters: over all six images (5 and 6 unanswered) AP is lower.
     everything = _direct_stats(dataset(), _direct_dets(ANSWERS), list(SIZES))
     assert everything[0] < want[0] - 0.05
-    assert ours["warnings"] and "4 of the 6 images" in ours["warnings"][0]
+    assert ours["warnings"] == [
+        "4 of the 6 images of instances.json were evaluated: AP on a subset is not the paper's COCO val2017 AP"]
+    # every image evaluated: no subset warning
+    every = [_row(i, iid, ANSWERS.get(iid, [])) for i, iid in enumerate(SIZES)]
+    assert _ours(tmp_path, every)["warnings"] == []
     # per-class AP keyed by the dataset's names, from COCOeval's precision array
     assert set(ours["metrics"]["per_class"]) == {"widget", "gadget", "gizmo"}
     assert ours["metrics"]["n"] == 4 and ours["metrics"]["num_boxes"] == 10
@@ -150,7 +160,9 @@ def test_rows_built_ground_truth_with_its_own_category_ids(tmp_path):
     ann["images"] = [im for im in ann["images"] if im["id"] in answers]
     want = _direct_stats(ann, _direct_dets(answers), list(answers))
     assert [ours["metrics"][k] for k in det.STAT_NAMES] == pytest.approx(want, abs=1e-12)
-    assert "built from the parquet rows" in ours["warnings"][0]
+    assert ours["warnings"] == [
+        "ground truth built from the parquet rows (box areas, no crowd regions), not COCO's annotation file: pass "
+        "--ann-file instances_val2017.json for numbers comparable to the paper"]
     built = det.gt_from_rows(rows)
     assert sorted(c["id"] for c in built["categories"]) == [3, 7, 42]
     assert {c["id"]: c["name"] for c in built["categories"]} == NAME
@@ -239,7 +251,9 @@ def test_unknown_labels_bad_items_scores_and_clipping(tmp_path):
     items = [
         {"bbox_2d": [10, 10, 130, 110], "label": "widget", "score": "high"},  # bad score -> 1.0
         {"bbox_2d": [10, 10, 130, 110], "label": "unicorn"},  # unknown label: dropped, counted
+        {"bbox_2d": [10, 10, 130, 110]},  # no label: the same
         {"bbox_2d": [1, 2], "label": "widget"},  # bad box
+        {"label": "widget"},  # no box
         {"bbox_2d": [-50, -50, 5, 5], "label": "gadget", "score": float("nan")},  # clipped; nan score -> 1.0
     ]
     ann = {"images": [{"id": 1, "height": 200, "width": 300}], "annotations": [_ann(1, 7, big, ann_id=1)],
@@ -248,14 +262,14 @@ def test_unknown_labels_bad_items_scores_and_clipping(tmp_path):
     rows[0].response = json.dumps(items, allow_nan=True)
     name_to_id = {c["name"]: c["id"] for c in CATS}
     dets, stats = det.detections_for_row(rows[0], name_to_id)
-    assert stats == {"boxes": 2, "unknown_label": 1, "bad_item": 1}
+    assert stats == {"boxes": 2, "unknown_label": 2, "bad_item": 2}
     assert dets == [
         {"image_id": 1, "category_id": 7, "bbox": [10.0, 10.0, 120.0, 100.0], "score": 1.0},
         {"image_id": 1, "category_id": 42, "bbox": [0.0, 0.0, 5.0, 5.0], "score": 1.0},
     ]
     out = _ours(tmp_path, rows, ann)
-    assert out["metrics"]["num_unknown_label"] == 1 and out["metrics"]["num_bad_item"] == 1
-    assert any("1 predicted boxes had a label outside the categories" in n for n in out["notes"])
+    assert out["metrics"]["num_unknown_label"] == 2 and out["metrics"]["num_bad_item"] == 2
+    assert "2 predicted boxes had a label outside the categories and were dropped" in out["notes"]
 
 
 def test_qwen3_relative_answers_map_to_the_original_frame(tmp_path):
@@ -322,4 +336,21 @@ def test_empty_detections_and_in_memory_dataset():
     assert out["AP"] == pytest.approx(0.0) and out["per_class"] == {"widget": 0.0, "gadget": 0.0, "gizmo": 0.0}
     res = det.load_results(gt, [])
     assert res.dataset["annotations"] == [] and len(res.dataset["images"]) == 6
+    assert res.dataset["categories"] == CATS
+    # a category without a name is reported under its id
+    nameless = det.load_coco({"images": [{"id": 1, "height": 10, "width": 10}],
+                              "annotations": [_ann(1, 9, (0, 0, 5, 5), ann_id=1)], "categories": [{"id": 9}]})
+    out = det.coco_eval(nameless, [{"image_id": 1, "category_id": 9, "bbox": [0, 0, 5, 5], "score": 1.0}])
+    assert out["per_class"] == {"9": pytest.approx(1.0)}
     assert np.isfinite(out["AR100"])
+
+
+def test_hand_ap_beyond_ten_detections_per_image(tmp_path):
+    # Eleven false positives ranked above the one hit: only COCO's 100-detection limit keeps the
+    # hit, at precision 1/12 over the whole recall range (AP 1/12); at 10 detections it would be lost.
+    big = (10, 10, 120, 100)
+    fps = [_item((150 + 5 * k, 120, 20, 20), "widget", 0.9 - 0.01 * k) for k in range(11)]
+    m = _one_image(tmp_path, [_ann(1, 7, big)], fps + [_item(big, "widget", 0.1)])
+    assert m["AP"] == pytest.approx(1 / 12)
+    assert m["per_class"] == {"widget": pytest.approx(1 / 12)}
+    assert m["AR10"] == 0.0 and m["AR100"] == pytest.approx(1.0)

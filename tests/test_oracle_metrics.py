@@ -277,3 +277,15 @@ def test_detection_tables_and_rows_built_ground_truth_by_hand():
                   {"image_id": 3, "category_names": ["a"], "category_ids": [5]}, (10, 10), (10, 10), "[]")
     with pytest.raises(EvalInputError, match="row 4: 2 ground-truth boxes for 1 labels"):
         det.gt_from_rows([bad])
+
+
+def test_image_cell_forms():
+    from verl_perception.metrics.rows import image_cell
+
+    assert image_cell({"images": [{"bytes": b"x"}]}) == {"bytes": b"x"}
+    assert image_cell({"images": {"bytes": b"y"}}) == {"bytes": b"y"}  # one dict, not a list
+    assert image_cell({"images": b"z"}) == {"bytes": b"z"}
+    assert image_cell({"images": [bytearray(b"w")]}) == {"bytes": b"w"}
+    assert image_cell({"images": "a.png"}) == {"path": "a.png"}
+    assert image_cell({"images": ["b.png"]}) == {"path": "b.png"}
+    assert image_cell({"images": []}) is None and image_cell({}) is None
