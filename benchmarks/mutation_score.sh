@@ -8,6 +8,7 @@
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --resume GROUP  # after adding tests: re-run
 #       only the mutants DIR/GROUP's last run left alive, against the tree's current tests (tests
 #       that were only added cannot revive a killed mutant)
+#   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --report [GROUP...]  # print DIR's last results
 #
 # Groups and what they mutate: rewards (verl_perception/rewards/), parsing (parsing.py), frame
 # (frame.py), boxes (boxes.py), metrics (verl_perception/metrics/). Each group runs in its own
@@ -27,12 +28,14 @@ ROOT=$PWD
 
 REV=""
 RESUME=0
+REPORT_ONLY=0
 GROUPS_ASKED=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rev) REV="$2"; shift 2 ;;
         --resume) RESUME=1; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --report) REPORT_ONLY=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) GROUPS_ASKED+=("$1"); shift ;;
     esac
 done
@@ -84,6 +87,10 @@ unset PYTHONPATH
 
 for g in "${GROUPS_ASKED[@]}"; do
     dst="$WORK/$g"
+    if [ "$REPORT_ONLY" = 1 ]; then
+        [ -f "$dst/mutmut_results.txt" ] || { echo "error: no results in $dst (set MUTATION_WORKDIR)" >&2; exit 2; }
+        continue
+    fi
     if [ "$RESUME" = 1 ]; then
         if [ ! -f "$dst/mutmut_results.txt" ]; then
             echo "error: --resume needs a finished run in $dst (set MUTATION_WORKDIR to its parent)" >&2
