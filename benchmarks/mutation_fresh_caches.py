@@ -25,7 +25,7 @@ def _clear_package_caches() -> None:
         for attr, value in list(vars(module).items()):
             if callable(getattr(value, "cache_clear", None)):  # functools.lru_cache / cache
                 value.cache_clear()
-            elif isinstance(value, dict) and attr.startswith("_") and attr.endswith(("_CACHE", "_PREPARED")):
+            elif isinstance(value, dict) and attr.startswith("_") and attr.endswith(("_CACHE", "_PREPARED", "_SCORERS")):
                 value.clear()
         last = getattr(module, "_LAST_VOCABULARY", None)  # rewards.detection: the last row's vocabulary
         if isinstance(last, list) and len(last) == 3:

@@ -19,7 +19,7 @@
 # A timeout counts as killed (the mutant made the tests hang or crawl: it was detected). The score is
 # killed / (total - justified equivalents), the usual definition of the mutation score.
 # Targets: >= 95% killed on rewards, parsing, frame and boxes; >= 90% on metrics. Exit status: 0 when
-# every group meets its target, 1 when one does not or a survivor is unjustified, 2 on a setup error.
+# every group meets its target on that score and every survivor is justified, 1 otherwise, 2 on a setup error.
 # Environment: MUTATION_JOBS (parallel mutants, default: the CPU count), MUTATION_WORKDIR (where the
 # copies go; kept afterwards so that `cd $MUTATION_WORKDIR/GROUP && mutmut show NAME` works).
 set -euo pipefail

@@ -671,7 +671,7 @@ def test_plain_dict_ground_truths_are_never_confused():
 def test_invalid_input_size_is_ignored():
     # A frame size that is not two positive finite numbers is ignored (counting falls back to the
     # diagonal of the reference points: 5 here), never used.
-    for bad in ([-30, 40], [30, -40], [float("inf"), 40], [30, float("nan")], [0, 40], "30x40", [30]):
+    for bad in ([-30, 40], [30, -40], [float("inf"), 40], [30, float("nan")], [0, 40], [30, 0], "30x40", [30]):
         r = count([(3, 4)], [(3, 4.5)], info={"input_size": bad})
         assert r["score"] == pytest.approx(1 - 0.5 / math.hypot(3, 4.5)), bad
     # the smallest valid frames: one pixel wide or high

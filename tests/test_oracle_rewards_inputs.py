@@ -62,7 +62,7 @@ def test_ground_truth_readers_by_hand():
     _, labels = gt_boxes_labels({"boxes": [[0, 0, 1, 1]], "labels": ["  "]})
     assert labels == [""]
     for bad in (None, "person"):
-        with pytest.raises(GroundTruthError, match="'labels' must be a list of category names"):
+        with pytest.raises(GroundTruthError, match="^ground truth 'labels' must be a list of category names$"):
             gt_boxes_labels({"boxes": [[0, 0, 1, 1]], "labels": bad})
     with pytest.raises(GroundTruthError, match="ground truth has 1 boxes but 2 labels"):
         gt_boxes_labels({"boxes": [[0, 0, 1, 1]], "labels": ["a", "b"]})
@@ -148,3 +148,38 @@ def test_ocr_edit_similarity_direct():
     assert edit_similarity("a  b", "a b", normalize_whitespace=False) == pytest.approx(1 - 1 / 4)
     assert edit_similarity("", "") == 1.0
     assert math.isclose(edit_similarity("abc", "abd"), 2 / 3)
+
+
+def test_detection_ground_truth_fast_reader_refuses_what_the_checked_reader_refuses():
+    ans = '[{"bbox_2d": [0, 0, 1, 1], "label": "person"}]'
+    for k in range(4):
+        for bad in ("a", float("inf"), float("nan")):
+            box = [0, 0, 10, 10]
+            box[k] = bad
+            with pytest.raises(GroundTruthError):
+                compute_score("coco", ans, {"boxes": [box], "labels": ["person"]})
+    # numeric strings and a box given as a tuple are read as numbers by the checked reader
+    r = compute_score("coco", ans, {"boxes": [["0", "0", "1", "1"]], "labels": ["person"]})
+    assert r["score"] == 3.0
+    r = compute_score("coco", ans, {"boxes": [(0, 0, 1, 1)], "labels": ["person"]})
+    assert r["score"] == 3.0
+
+
+def test_scorer_dispatch_and_detection_caps():
+    # each task reaches its own reward (the result keys say which)
+    assert set(compute_score("refcoco", "{}", {"bbox": [0, 0, 1, 1]})) == {"score", "format", "iou", "hit50"}
+    assert "count_exact" in compute_score("pixmo_count", "[]", {"points": []})
+    assert set(compute_score("pageocr", "a", {"text": "a"})) == {"score", "format", "edit_sim"}
+    assert "mean_iou" in compute_score("coco", "[]", {"boxes": [], "labels": []})
+    ans = '[{"bbox_2d": [0, 0, 10, 10], "label": "person"}]'
+    r = compute_score("coco", ans, {"boxes": [[0, 0, 10, 10]], "labels": ["person"]},
+                      config={"detection": {"max_pred_boxes": 0}})
+    assert r["precision"] == 0.0 and r["num_pred"] == 1.0  # nothing is matched beyond the cap
+
+
+def test_relative_answer_without_frame_is_a_ground_truth_error():
+    with pytest.raises(GroundTruthError, match=r"qwen3_vl answers are relative to the image and need it to be read in "
+                                               r"pixels$"):
+        compute_score("refcoco", "{}", {"bbox": [0, 0, 1, 1]}, {"model_family": "qwen3_vl"})
+    with pytest.raises(GroundTruthError, match=r"^extra_info\['model_family'\]: unknown model family 'llava'"):
+        compute_score("refcoco", "{}", {"bbox": [0, 0, 1, 1]}, {"model_family": "llava"})
