@@ -6,8 +6,8 @@
 #   bash benchmarks/mutation_score.sh boxes frame # some groups
 #   bash benchmarks/mutation_score.sh --rev main  # the tests and code of a commit (e.g. a "before" score)
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --resume GROUP  # after adding tests: re-run
-#       only the mutants DIR/GROUP's last run left alive, against the tree's current tests (tests
-#       that were only added cannot revive a killed mutant)
+#       only the mutants DIR/GROUP's last run left alive (and not listed as equivalent), against the
+#       tree's current tests (tests that were only added cannot revive a killed mutant)
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --report [GROUP...]  # print DIR's last results
 #
 # Groups and what they mutate: rewards (verl_perception/rewards/), parsing (parsing.py), frame
@@ -100,7 +100,9 @@ for g in "${GROUPS_ASKED[@]}"; do
         rm -rf "$dst/tests"
         git ls-files -z --cached --others --exclude-standard tests | tar --null -T - -cf - | tar -xf - -C "$dst"
         cp "$ROOT/benchmarks/mutation_fresh_caches.py" "$dst/"
-        mapfile -t alive < <(grep -vE ': (killed|timeout)$' "$dst/mutmut_results.txt" | sed -E 's/^ *//; s/: [a-z ]+$//')
+        # the survivors not already listed as equivalent
+        mapfile -t alive < <(grep -vE ': (killed|timeout)$' "$dst/mutmut_results.txt" | sed -E 's/^ *//; s/: [a-z ]+$//' \
+            | grep -vxF -f <(awk '!/^#/ && NF {print $1}' "$ROOT/benchmarks/mutation_equivalents.txt") || true)
         echo "::: $g: re-running ${#alive[@]} surviving mutants against the current tests ($dst)" >&2
         if [ ${#alive[@]} -gt 0 ]; then
             (cd "$dst" && mutmut run --max-children "$JOBS" "${alive[@]}" >"$dst/mutmut_resume.log" 2>&1) || {
