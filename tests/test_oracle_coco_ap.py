@@ -288,6 +288,9 @@ def test_conversions_and_errors_by_hand(tmp_path):
     assert det.xyxy_to_xywh([[10, 20, 30, 60]]).tolist() == [[10, 20, 20, 40]]
     assert det.clip_to_image([[-5, -5, 400, 50]], (100, 300)).tolist() == [[0, 0, 300, 50]]
     assert det.clip_to_image([[10, -1, 20, 500]], (100, 300)).tolist() == [[10, 0, 20, 100]]
+    # integer boxes, fractional image size: the clipped values are not truncated
+    assert det.clip_to_image([[0, 0, 400, 500]], (100.5, 300.5)).tolist() == [[0, 0, 300.5, 100.5]]
+    assert det.xyxy_to_xywh([[1, 2, 4, 8]]).dtype == np.float64
     rows = [_row(0, 1, [])]
     bad = dict(rows[0].extra_info, image_id="x")
     with pytest.raises(EvalInputError, match=r"row 0: COCO evaluation needs an integer extra_info\['image_id'\]"):
