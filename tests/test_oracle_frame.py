@@ -298,3 +298,47 @@ def test_frame_cli_help(capsys):
     with pytest.raises(SystemExit):
         frame.main(["bounds"])
     assert "family" in capsys.readouterr().err
+
+
+def test_frame_edge_values_by_hand(tmp_path):
+    with pytest.raises(ValueError, match="image size must be positive, got height=5, width=0"):
+        frame.input_size(5, 0)
+    assert QWEN3_VL.answer_scale((1, 2)) == (0.002, 0.001) and QWEN3_VL.answer_scale((2, 1)) == (0.001, 0.002)
+    with pytest.raises(ValueError, match="input size must be positive"):
+        QWEN3_VL.answer_scale((10, 0))
+    assert QWEN2_5_VL.input_to_answer([[7, 8]], (1, 1)).dtype == np.float64
+    assert input_to_answer([[7, 8]], None).dtype == np.float64
+    assert xywh_to_xyxy([[1, 2, 3, 4]]).dtype == np.float64
+    with pytest.raises(ValueError, match="frame sizes must be positive"):
+        rescale([[1, 2]], (1, 0), (1, 1))
+    with pytest.raises(ValueError, match="frame sizes must be positive"):
+        rescale([[1, 2]], (1, 1), (0, 1))
+    with pytest.raises(ValueError, match="last dimension must hold x,y pairs"):
+        rescale([5], (1, 1), (2, 2))
+    with pytest.raises(ValueError, match="is not a positive multiple of 28"):
+        pin((28, 0))
+    with pytest.raises(ValueError, match="the stored ground truth would be off$"):
+        check_pixel_bounds(3135, 10000)
+    # the family is read from the model's own name, not from a folder above it
+    with pytest.raises(UnknownFamilyError, match=r"cannot tell the model family of '/models/qwen3_vl_runs/checkpoint-5'; "
+                                                 r"pass it explicitly \(qwen2_5_vl, qwen3_vl, qwen2_vl\)$"):
+        family_of_model("/models/qwen3_vl_runs/checkpoint-5")
+    assert family_of_model("qwen3-vl-exp/Qwen2.5-VL-3B/") is QWEN2_5_VL
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(UnknownFamilyError, match=r"\(qwen2_5_vl, qwen3_vl, qwen2_vl\); pass the family explicitly$"):
+        family_of_model(d)
+    got = box_problems([[10, 20, 30, 20], [10, 200, 20, 210], [0, 10, 1, 20], [10, 0, 20, 1], [10, 50, 20, 60],
+                        [10, 5, 20, 5]], (200, 640)).tolist()
+    assert got == ["box_zero_area", "box_outside_image", "", "", "", "box_zero_area"]
+
+
+def test_frame_cli_help_lines(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        frame.main(["-h"])
+    out = capsys.readouterr().out
+    assert re.search(r"\n\s+family\s+the family of a model directory or hub name\n", out)
+    assert re.search(r"\n\s+bounds\s+recipe pixel bounds and resize factor of a family\n", out)
