@@ -289,3 +289,43 @@ def test_image_cell_forms():
     assert image_cell({"images": "a.png"}) == {"path": "a.png"}
     assert image_cell({"images": ["b.png"]}) == {"path": "b.png"}
     assert image_cell({"images": []}) is None and image_cell({}) is None
+
+
+def test_wordnet_cache_location_and_layout(monkeypatch, tmp_path):
+    from verl_perception.metrics import wordnet
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert wordnet._cache_root() == tmp_path / "xdg" / "verl-perception"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert wordnet._cache_root() == tmp_path / "home" / ".cache" / "verl-perception"
+    # a Debian-style database directory (no lexnames): copied once, lexnames(5WN) written beside it
+    src = tmp_path / "dict"
+    src.mkdir()
+    for name in wordnet.DB_FILES:
+        (src / name).write_text(f"content of {name}\n")
+    (src / "index.sense").write_text("senses\n")
+    assert wordnet._is_db(src) and not wordnet._is_db(tmp_path)
+    dst = wordnet._nltk_layout(src)
+    assert dst == tmp_path / "home" / ".cache" / "verl-perception" / "wordnet-3.0"
+    for name in wordnet.DB_FILES:
+        assert (dst / name).read_text() == f"content of {name}\n"
+    assert (dst / "index.sense").read_text() == "senses\n" and (dst / "cntlist.rev").read_text() == ""
+    lexnames = (dst / "lexnames").read_text().splitlines()
+    assert len(lexnames) == 45
+    assert lexnames[0] == "00\tadj.all\t3" and lexnames[3] == "03\tnoun.Tops\t1"
+    assert lexnames[29] == "29\tverb.body\t2" and lexnames[44] == "44\tadj.ppl\t3"
+    assert (dst / ".complete").read_text() == str(src)
+    assert not list(dst.parent.glob("wordnet-3.0.tmp*"))  # the temporary copy was renamed into place
+    # the copy is reused while it names the same source; another source replaces it
+    (dst / "data.noun").write_text("kept\n")
+    assert wordnet._nltk_layout(src) == dst and (dst / "data.noun").read_text() == "kept\n"
+    other = tmp_path / "dict2"
+    other.mkdir()
+    for name in wordnet.DB_FILES:
+        (other / name).write_text("other\n")
+    assert wordnet._nltk_layout(other) == dst and (dst / "data.noun").read_text() == "other\n"
+    assert (dst / ".complete").read_text() == str(other) and (dst / "index.sense").read_text() == ""
+    # a directory that has NLTK's lexnames already is used as it is
+    (other / "lexnames").write_text("x")
+    assert wordnet._nltk_layout(other) == other
