@@ -342,5 +342,12 @@ def test_frame_cli_help_lines(capsys):
     out = capsys.readouterr().out
     assert re.search(r"\n\s+family\s+the family of a model directory or hub name\n", out)
     assert re.search(r"\n\s+bounds\s+recipe pixel bounds and resize factor of a family\n", out)
+
+
+def test_frame_cli_description_and_bare_configs(capsys):
+    with pytest.raises(SystemExit):
+        frame.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "prints the model's family" in out
     assert "min_pixels max_pixels factor" not in out  # the description is the docstring's first sentence
     assert family_of_config(object()) is None  # no model_type at all
