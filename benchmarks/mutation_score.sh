@@ -2,7 +2,7 @@
 # Mutation score of the pure core (issue 27), measured with mutmut 3.x.
 #
 #   pip install -e ".[mutation]"                  # the test extra + mutmut 3.8.1 (pinned; not in `test`)
-#   bash benchmarks/mutation_score.sh             # every group (about 30 min on 2 cores)
+#   bash benchmarks/mutation_score.sh             # every group (over an hour on 2 shared cores)
 #   bash benchmarks/mutation_score.sh boxes frame # some groups
 #   bash benchmarks/mutation_score.sh --rev main  # the tests and code of a commit (e.g. a "before" score)
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --resume GROUP  # after adding tests: re-run
