@@ -329,3 +329,12 @@ def test_wordnet_cache_location_and_layout(monkeypatch, tmp_path):
     # a directory that has NLTK's lexnames already is used as it is
     (other / "lexnames").write_text("x")
     assert wordnet._nltk_layout(other) == other
+
+
+def test_task_modules():
+    from verl_perception import metrics
+
+    assert metrics.task_module("grounding") is grounding and metrics.task_module("counting") is counting
+    assert metrics.task_module("ocr") is ocr
+    with pytest.raises(ValueError, match="^unknown task 'captioning'$"):
+        metrics.task_module("captioning")
