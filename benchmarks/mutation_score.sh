@@ -7,7 +7,9 @@
 #   bash benchmarks/mutation_score.sh --rev main  # the tests and code of a commit (e.g. a "before" score)
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --resume GROUP  # after adding tests: re-run
 #       only the mutants DIR/GROUP's last run left alive (and not listed as equivalent), against the
-#       tree's current tests (tests that were only added cannot revive a killed mutant)
+#       tree's current tests (tests that were only added cannot revive a killed mutant). It sees new
+#       test functions in the group's test files; a new test file needs a full run (mutmut keeps the
+#       run's test selection, and changing it resets every result).
 #   MUTATION_WORKDIR=DIR bash benchmarks/mutation_score.sh --report [GROUP...]  # print DIR's last results
 #
 # Groups and what they mutate: rewards (verl_perception/rewards/), parsing (parsing.py), frame
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
         --rev) REV="$2"; shift 2 ;;
         --resume) RESUME=1; shift ;;
         --report) REPORT_ONLY=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) GROUPS_ASKED+=("$1"); shift ;;
     esac
 done
