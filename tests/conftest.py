@@ -1,8 +1,39 @@
-"""Shared pytest fixtures: the tiny offline Qwen2.5-VL and Qwen3-VL (built once per session, never in the repo)."""
+"""Shared pytest fixtures: the tiny offline Qwen2.5-VL and Qwen3-VL (built once per session, never in the repo).
+
+Also the WordNet check of the METEOR tests: without a WordNet 3.0 database they skip, and the end
+of the run says so in its own section (a skip in the short summary is easy to miss); with
+``VERL_PERCEPTION_REQUIRE_WORDNET=1`` (CI sets it) a missing database stops the run instead.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+REQUIRE_WORDNET = "VERL_PERCEPTION_REQUIRE_WORDNET"
+WORDNET_SKIP = "no WordNet 3.0 database"  # the METEOR tests' skip reason starts with this
+
+
+def pytest_sessionstart(session):
+    if os.environ.get(REQUIRE_WORDNET, "") not in ("", "0"):
+        from verl_perception.metrics.wordnet import load_wordnet
+
+        wn, why = load_wordnet()
+        if wn is None:
+            raise pytest.UsageError(f"{REQUIRE_WORDNET} is set, so the METEOR tests must run, but: {why}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if WORDNET_SKIP in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("=", f"METEOR NOT VERIFIED: {len(skipped)} tests skipped", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{WORDNET_SKIP} was found offline, so the OCR METEOR metric was not tested. Enable it with "
+            "`apt-get install wordnet-base` (Debian/Ubuntu), `python -m nltk.downloader wordnet`, or "
+            "VERL_PERCEPTION_WORDNET_DIR=<a WordNet 3.0 dict directory>; CI runs them "
+            f"({REQUIRE_WORDNET}=1 turns this skip into an error)."
+        )
 
 
 @pytest.fixture(scope="session")

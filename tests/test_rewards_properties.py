@@ -124,15 +124,26 @@ def test_counting_perfect_is_maximal_and_scale_free(pts, k):
     assert abs(base["score"] - scaled["score"]) < 1e-9
 
 
+def _iou(a, b):
+    """IoU of two boxes by its definition (corners ordered first), independent of the code under test."""
+    a = (min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3]))
+    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    inter = iw * ih if iw > 0 and ih > 0 else 0
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 @SETTINGS
 @given(box, box)
 def test_grounding_monotone_in_iou(a, b):
     gt = {"bbox": [100, 100, 200, 220]}
     ra = compute_score("refcoco", json.dumps({"bbox_2d": a}), gt)
     rb = compute_score("refcoco", json.dumps({"bbox_2d": b}), gt)
-    if ra["iou"] > rb["iou"]:
+    iou_a, iou_b = _iou(a, gt["bbox"]), _iou(b, gt["bbox"])
+    assert math.isclose(ra["iou"], iou_a, abs_tol=1e-12) and math.isclose(rb["iou"], iou_b, abs_tol=1e-12)
+    if iou_a > iou_b + 1e-12:
         assert ra["score"] > rb["score"]
-    assert ra["score"] == ra["iou"] ** 2 + 1.0
+    assert math.isclose(ra["score"], iou_a**2 + 1.0, abs_tol=1e-12)
 
 
 @SETTINGS
