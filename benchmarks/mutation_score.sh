@@ -53,7 +53,7 @@ declare -A GROUP_MUTATE=(
 # The group's own tests (globs, relative to the tree; a glob that matches nothing is dropped).
 declare -A GROUP_TESTS=(
     [rewards]="tests/test_rewards_*.py tests/test_oracle_rewards*.py tests/test_oracle_boxes.py tests/test_oracle_coco_ap.py"
-    [parsing]="tests/test_parsing.py tests/test_rewards_*.py tests/test_oracle_rewards*.py tests/test_oracle_parsing.py"
+    [parsing]="tests/test_parsing.py tests/test_rewards_*.py tests/test_oracle_rewards*.py tests/test_oracle_parsing.py tests/test_bad_input_rewards.py"
     [frame]="tests/test_data_frame.py tests/test_data_frame_families.py tests/test_eval_frame.py tests/test_rewards_families.py tests/test_oracle_frame.py"
     [boxes]="tests/test_rewards_boxes.py tests/test_rewards_grounding.py tests/test_rewards_detection.py tests/test_rewards_properties.py tests/test_oracle_boxes.py tests/test_oracle_rewards*.py"
     [metrics]="tests/test_eval_detection.py tests/test_eval_grounding_counting.py tests/test_eval_ocr.py tests/test_eval_frame.py tests/test_oracle_metrics*.py tests/test_oracle_coco_ap.py"

@@ -122,7 +122,7 @@ def test_read_responses_by_hand(tmp_path):
     p.write_text('{"row": 0, "response": "a"}\n\n{"row": 1, "response": null}\n')
     assert read_responses(p) == [{"row": 0, "response": "a"}, {"row": 1, "response": None}]
     p.write_text('{"row": 0, "response": "a"}\nnot json\n')
-    with pytest.raises(EvalInputError, match=r"r.jsonl:2: not a JSON line: "):
+    with pytest.raises(EvalInputError, match=r"r.jsonl:2: not a JSON line \(Expecting value: line 1 column 1 \(char 0\)\): pass the responses.jsonl "):
         read_responses(p)
     p.write_text('{"row": 0}\n')
     with pytest.raises(EvalInputError, match=r"r.jsonl:1: a line must be an object with a 'response' key$"):
@@ -138,7 +138,8 @@ def test_join_responses_by_hand():
     rows = [_parquet_row(index=10), _parquet_row(index=11), _parquet_row(index=12)]
     out = join_responses(rows, [{"row": 2, "index": 12, "response": "c"}, {"row": 0, "response": None},
                                 {"row": 1, "index": None, "response": 5}])
-    assert [r.response for r in out] == ["", "5", "c"] and [r.position for r in out] == [0, 1, 2]
+    # a null or non-string response is no answer: missing (None, scored as empty and counted as missing)
+    assert [r.response for r in out] == [None, None, "c"] and [r.position for r in out] == [0, 1, 2]
     out = join_responses(rows, [{"response": "a"}, {"response": "b"}])  # by order
     assert [r.response for r in out] == ["a", "b", None]
     with pytest.raises(EvalInputError, match="^responses mix lines with and without 'row'; regenerate them$"):
