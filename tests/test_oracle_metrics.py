@@ -12,6 +12,7 @@ import pytest
 
 from verl_perception.metrics import counting, grounding, ocr
 from verl_perception.metrics.rows import EvalInputError, EvalRow
+from _oracles import levenshtein
 
 
 def row(position, gt, response, input_size=(100, 200), orig_size=(200, 400), data_source="refcoco", split="val",
@@ -133,14 +134,6 @@ def test_counting_ground_truth_errors():
 
 
 # ---------------------------------------------------------------- OCR
-def levenshtein(a, b):
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 @pytest.mark.parametrize(("pred", "gt"), [("kitten", "sitting"), ("", "abc"), ("abc", ""), ("", ""), ("ab", "ba")])

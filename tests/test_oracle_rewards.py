@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_perception.rewards import compute_score
+from _oracles import levenshtein
 
 SETTINGS = settings(max_examples=40, deadline=None, database=None)
 H, W = 400, 600  # input frame (h, w)
@@ -41,14 +42,6 @@ def iou_giou(a, b):
     return iou, (iou - (enc - union) / enc if enc > 0 else iou)
 
 
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def min_cost_pairs(n_rows, n_cols, cost):
