@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -48,3 +49,13 @@ def recipe_args(script: str, tmp: Path, *extra_args: str, **env) -> list[str]:
     )
     assert run.returncode == 0, run.stderr.decode()[-3000:]
     return [a.decode() for a in run.stdout.split(b"\0") if a]
+
+
+def cfg_with(base: dict, **dotted):
+    """A copy of a composed config with ``dotted.key=value`` changes (``__`` stands for ``.``)."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.create(copy.deepcopy(base))
+    for key, value in dotted.items():
+        OmegaConf.update(conf, key.replace("__", "."), value, force_add=True)
+    return conf

@@ -9,11 +9,10 @@ case runs the preflight CLI's ``main`` on them, as ``recipes/common.sh`` does, t
 
 from __future__ import annotations
 
-import copy
 
 import pyarrow.parquet as pq
 import pytest
-from _recipes_support import bundled_sample, recipe_args
+from _recipes_support import bundled_sample, cfg_with, recipe_args
 from omegaconf import OmegaConf
 
 from verl_perception import preflight
@@ -37,13 +36,6 @@ def base_cfg(overrides):
     return OmegaConf.to_container(preflight.compose(overrides))
 
 
-def _cfg(base, **dotted):
-    conf = OmegaConf.create(copy.deepcopy(base))
-    for key, value in dotted.items():
-        OmegaConf.update(conf, key.replace("__", "."), value, force_add=True)
-    return conf
-
-
 def _problems(report, setting):
     return [p.message for p in report.problems if p.setting == setting]
 
@@ -51,7 +43,7 @@ def _problems(report, setting):
 @pytest.mark.parametrize("value", [0, -2, "abc", "", 1.5, True, None])
 def test_gpu_count_must_be_a_positive_integer(base_cfg, value):
     report = preflight.Report()
-    assert preflight.check_gpu_counts(_cfg(base_cfg, trainer__n_gpus_per_node=value), report) is False
+    assert preflight.check_gpu_counts(cfg_with(base_cfg, trainer__n_gpus_per_node=value), report) is False
     (msg,) = _problems(report, GPUS)
     assert "positive integer" in msg and repr(value) in msg
 
@@ -59,25 +51,25 @@ def test_gpu_count_must_be_a_positive_integer(base_cfg, value):
 @pytest.mark.parametrize("value", [1, 8, "4"])
 def test_gpu_count_accepts_positive_integers(base_cfg, value):
     report = preflight.Report()
-    assert preflight.check_gpu_counts(_cfg(base_cfg, trainer__n_gpus_per_node=value), report) is True
+    assert preflight.check_gpu_counts(cfg_with(base_cfg, trainer__n_gpus_per_node=value), report) is True
     assert report.ok
 
 
 @pytest.mark.parametrize("value", [0, "abc"])
 def test_all_checks_with_a_bad_gpu_count_report_it_without_raising(base_cfg, value):
-    report = preflight.run_checks(_cfg(base_cfg, trainer__n_gpus_per_node=value), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg, trainer__n_gpus_per_node=value), dry_run=True)
     assert not report.ok
     (msg,) = _problems(report, GPUS)
     assert repr(value) in msg
 
 
 def test_node_count_must_be_a_positive_integer(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, trainer__nnodes=0), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg, trainer__nnodes=0), dry_run=True)
     assert _problems(report, "NNODES (trainer.nnodes)")
 
 
 def test_more_gpus_than_the_machine_has(base_cfg):
-    cfg = _cfg(base_cfg, trainer__n_gpus_per_node=8)
+    cfg = cfg_with(base_cfg, trainer__n_gpus_per_node=8)
     for have, refused in ((2, True), (8, False)):
         report = preflight.Report()
         preflight.check_runtime(cfg, report, gpus=have)
@@ -130,7 +122,7 @@ def test_parquet_missing_a_read_column(base_cfg, tmp_path, key, column, field, n
 
 def test_all_checks_refuse_a_train_parquet_without_reward_model(base_cfg, tmp_path):
     bad = _without(base_cfg["data"]["train_files"][0], tmp_path / "bad.parquet", "reward_model")
-    report = preflight.run_checks(_cfg(base_cfg, data__train_files=[bad]), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg, data__train_files=[bad]), dry_run=True)
     assert any("'reward_model'" in m for m in _problems(report, "data.train_files"))
 
 
@@ -143,7 +135,7 @@ def test_complete_parquets_pass_the_column_check(base_cfg):
 
 def test_nonexistent_local_model_path_is_named(base_cfg, tmp_path):
     missing = str(tmp_path / "no_such_model")
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__model__path=missing), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__model__path=missing), dry_run=True)
     (msg,) = _problems(report, MODEL)
     assert f"{missing} does not exist" in msg
     assert not any("cannot tell" in n for n in report.notes)

@@ -4,13 +4,12 @@ recipes/pixmo_counting.sh passes to main_ppo."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from _recipes_support import bundled_sample, recipe_args
+from _recipes_support import bundled_sample, cfg_with, recipe_args
 from omegaconf import OmegaConf
 
 from verl_perception import preflight
@@ -29,14 +28,6 @@ def base_cfg(sample_data, tmp_path_factory):
     return OmegaConf.to_container(preflight.compose(args))
 
 
-def _cfg(base, **dotted):
-    """A copy of the base config with ``dotted.key=value`` changes (``__`` stands for ``.``)."""
-    conf = OmegaConf.create(copy.deepcopy(base))
-    for key, value in dotted.items():
-        OmegaConf.update(conf, key.replace("__", "."), value, force_add=True)
-    return conf
-
-
 def _settings(report):
     return {p.setting for p in report.problems}
 
@@ -49,13 +40,13 @@ def _problem(report, setting):
 
 def test_recipe_config_passes(base_cfg):
     # dry run: this CPU machine's lack of GPUs and vLLM are notes, the config itself is clean
-    report = preflight.run_checks(_cfg(base_cfg), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg), dry_run=True)
     assert report.ok, [str(p) for p in report.problems]
     assert any(n.startswith("prompt budget:") for n in report.notes)
 
 
 def test_prompt_too_short_for_image_tokens(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, data__max_prompt_length=1024))
+    report = preflight.run_checks(cfg_with(base_cfg, data__max_prompt_length=1024))
     p = _problem(report, "data.max_prompt_length")
     assert f"{DEFAULT_MAX_PIXELS // 784} image tokens" in p.message
     assert "raise it to at least" in p.message and "lower MAX_PIXELS" in p.message
@@ -67,7 +58,7 @@ def test_prompt_budget_counts_image_tokens_from_max_pixels(base_cfg):
     rows = preflight.read_rows(base_cfg["data"]["train_files"][0], 4)
     big = preflight.PixelBounds(DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS, "test")
     small = preflight.PixelBounds(DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS // 2, "test")
-    conf = _cfg(base_cfg, data__max_prompt_length=1000)
+    conf = cfg_with(base_cfg, data__max_prompt_length=1000)
     preflight.check_prompt_length(conf, rows, big, report)
     assert "data.max_prompt_length" in _settings(report)
     report = preflight.Report()
@@ -76,7 +67,7 @@ def test_prompt_budget_counts_image_tokens_from_max_pixels(base_cfg):
 
 
 def test_processor_max_pixels_below_parquet_frame(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, data__mm_processor_kwargs__max_pixels=256 * 784))
+    report = preflight.run_checks(cfg_with(base_cfg, data__mm_processor_kwargs__max_pixels=256 * 784))
     stated = _problem(report, "MAX_PIXELS (data.mm_processor_kwargs.max_pixels)")
     assert f"preprocessed with max_pixels={DEFAULT_MAX_PIXELS}" in stated.message
     frame = _problem(report, "MIN_PIXELS/MAX_PIXELS (data.mm_processor_kwargs)")
@@ -85,7 +76,7 @@ def test_processor_max_pixels_below_parquet_frame(base_cfg):
 
 
 def test_processor_min_pixels_disagrees_with_parquet(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, data__mm_processor_kwargs__min_pixels=8 * 784))
+    report = preflight.run_checks(cfg_with(base_cfg, data__mm_processor_kwargs__min_pixels=8 * 784))
     p = _problem(report, "MIN_PIXELS (data.mm_processor_kwargs.min_pixels)")
     assert f"min_pixels={DEFAULT_MIN_PIXELS}" in p.message
 
@@ -93,7 +84,7 @@ def test_processor_min_pixels_disagrees_with_parquet(base_cfg):
 def test_larger_processor_bound_keeps_pinned_frame_but_is_reported(base_cfg):
     # the parquet pins its frames, so a larger processor bound does not resize them; the stated
     # bounds still disagree, which the user must resolve (it changes the prompt budget too)
-    report = preflight.run_checks(_cfg(base_cfg, data__mm_processor_kwargs__max_pixels=2 * DEFAULT_MAX_PIXELS))
+    report = preflight.run_checks(cfg_with(base_cfg, data__mm_processor_kwargs__max_pixels=2 * DEFAULT_MAX_PIXELS))
     assert "MAX_PIXELS (data.mm_processor_kwargs.max_pixels)" in _settings(report)
     assert "MIN_PIXELS/MAX_PIXELS (data.mm_processor_kwargs)" not in _settings(report)
 
@@ -102,12 +93,12 @@ def test_repinned_frames_are_checked_against_the_processor(base_cfg):
     # the adapter's re-pin to a smaller budget is consistent with an equal processor bound ...
     lo, hi = DEFAULT_MIN_PIXELS, 256 * 784
     ok = preflight.run_checks(
-        _cfg(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=hi), dry_run=True
+        cfg_with(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=hi), dry_run=True
     )
     assert ok.ok, [str(p) for p in ok.problems]
     # ... but not with a processor that shrinks the re-pinned frame again
     bad = preflight.run_checks(
-        _cfg(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=64 * 784)
+        cfg_with(base_cfg, data__perception_max_pixels=hi, data__mm_processor_kwargs__max_pixels=64 * 784)
     )
     assert "MIN_PIXELS/MAX_PIXELS (data.mm_processor_kwargs)" in _settings(bad)
     assert lo == DEFAULT_MIN_PIXELS
@@ -129,68 +120,68 @@ def test_missing_input_size_is_reported(base_cfg, tmp_path):
 
 
 def test_unregistered_reward_manager(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, reward__reward_manager__name="perceptoin"))
+    report = preflight.run_checks(cfg_with(base_cfg, reward__reward_manager__name="perceptoin"))
     p = _problem(report, "reward.reward_manager.name")
     assert "'perceptoin' is not registered" in p.message and "perception" in p.message
 
 
 def test_unknown_reward_option(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, reward__reward_kwargs__detection__iou_wieght=2.0))
+    report = preflight.run_checks(cfg_with(base_cfg, reward__reward_kwargs__detection__iou_wieght=2.0))
     p = _problem(report, "reward.reward_kwargs")
     assert "iou_wieght" in p.message
 
 
 def test_known_reward_option_passes(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, reward__reward_kwargs__detection__iou_weight=2.0))
+    report = preflight.run_checks(cfg_with(base_cfg, reward__reward_kwargs__detection__iou_weight=2.0))
     assert "reward.reward_kwargs" not in _settings(report)
 
 
 def test_dataset_adapter_must_resolve(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, data__custom_cls__name="NoSuchDataset"))
+    report = preflight.run_checks(cfg_with(base_cfg, data__custom_cls__name="NoSuchDataset"))
     p = _problem(report, "data.custom_cls")
     assert "NoSuchDataset" in p.message
 
 
 def test_verl_validate_config_failure_is_reported(base_cfg):
     # static batching without a micro batch size: verl's ActorConfig refuses it
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__actor__use_dynamic_bsz=False))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__actor__use_dynamic_bsz=False))
     p = _problem(report, "verl validate_config")
     assert "ppo_micro_batch_size" in p.message
 
 
 def test_batch_must_split_over_gpus(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, trainer__n_gpus_per_node=3))
+    report = preflight.run_checks(cfg_with(base_cfg, trainer__n_gpus_per_node=3))
     p = _problem(report, "data.train_batch_size")
     assert "112 responses" in p.message and "3 GPUs" in p.message
 
 
 def test_token_budget_must_hold_one_sequence(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__actor__ppo_max_token_len_per_gpu=1024))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__actor__ppo_max_token_len_per_gpu=1024))
     p = _problem(report, "actor_rollout_ref.actor.ppo_max_token_len_per_gpu")
     assert "2816" in p.message  # 2048 prompt + 768 response
 
 
 def test_tensor_parallel_must_divide_gpus(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__rollout__tensor_model_parallel_size=3))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__rollout__tensor_model_parallel_size=3))
     assert "actor_rollout_ref.rollout.tensor_model_parallel_size" in _settings(report)
 
 
 def test_missing_parquet(base_cfg, tmp_path):
-    report = preflight.run_checks(_cfg(base_cfg, data__train_files=[str(tmp_path / "nope.parquet")]))
+    report = preflight.run_checks(cfg_with(base_cfg, data__train_files=[str(tmp_path / "nope.parquet")]))
     p = _problem(report, "data.train_files")
     assert "nope.parquet" in p.message and "DATA_DIR" in p.message
 
 
 def test_local_model_path_must_be_a_model(base_cfg, tmp_path):
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__model__path=str(tmp_path)))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__model__path=str(tmp_path)))
     assert "MODEL_PATH (actor_rollout_ref.model.path)" in _settings(report)
-    pending = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__model__path=str(tmp_path)), pending_model=True)
+    pending = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__model__path=str(tmp_path)), pending_model=True)
     assert "MODEL_PATH (actor_rollout_ref.model.path)" not in _settings(pending)
 
 
 def test_processor_bounds_come_from_local_preprocessor_config(base_cfg, tiny_processor_dir_factory):
     path = tiny_processor_dir_factory(DEFAULT_MIN_PIXELS, 256 * 784)
-    conf = _cfg(base_cfg, actor_rollout_ref__model__path=path)
+    conf = cfg_with(base_cfg, actor_rollout_ref__model__path=path)
     del conf.data.mm_processor_kwargs["max_pixels"]
     bounds = preflight.effective_pixel_bounds(conf, preflight.Report())
     assert bounds.max_pixels == 256 * 784 and "processor_config.json" in bounds.source
@@ -233,20 +224,20 @@ def test_read_rows_sees_stated_bounds(sample_data):
 
 def test_verl_rollout_dataclass_rejection_is_reported(base_cfg):
     # older verl recipes set rollout.mode=sync, which verl 0.9's RolloutConfig refuses
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__rollout__mode="sync"))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__rollout__mode="sync"))
     p = _problem(report, "actor_rollout_ref.rollout")
     assert "Rollout mode 'sync' has been removed" in p.message
 
 
 def test_mini_batch_must_divide_the_batch(base_cfg):
-    report = preflight.run_checks(_cfg(base_cfg, actor_rollout_ref__actor__ppo_mini_batch_size=4))
+    report = preflight.run_checks(cfg_with(base_cfg, actor_rollout_ref__actor__ppo_mini_batch_size=4))
     p = _problem(report, "actor_rollout_ref.actor.ppo_mini_batch_size")
     assert "train_batch_size=14 is not a multiple of ppo_mini_batch_size=4" in p.message
 
 
 def test_min_pixels_above_max_pixels(base_cfg):
     report = preflight.Report()
-    conf = _cfg(base_cfg, data__mm_processor_kwargs__min_pixels=2 * DEFAULT_MAX_PIXELS)
+    conf = cfg_with(base_cfg, data__mm_processor_kwargs__min_pixels=2 * DEFAULT_MAX_PIXELS)
     preflight.effective_pixel_bounds(conf, report)
     assert "exceeds max_pixels" in _problem(report, "data.mm_processor_kwargs.min_pixels").message
 
@@ -254,7 +245,7 @@ def test_min_pixels_above_max_pixels(base_cfg):
 def test_unreadable_parquet(base_cfg, tmp_path):
     bad = tmp_path / "train.parquet"
     bad.write_bytes(b"not a parquet file")
-    report = preflight.run_checks(_cfg(base_cfg, data__train_files=[str(bad)]))
+    report = preflight.run_checks(cfg_with(base_cfg, data__train_files=[str(bad)]))
     assert "is not a readable parquet file" in _problem(report, "data.train_files").message
 
 
@@ -274,7 +265,7 @@ def test_plugin_entry_point_loads_in_this_install():
 def test_plugin_import_error_is_shown_not_swallowed(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "_load_plugin_entry_point", lambda: ImportError("No module named 'scipy'"))
     report = preflight.Report()
-    preflight.check_reward_manager(_cfg(base_cfg, reward__reward_manager__name="not_registered"), report)
+    preflight.check_reward_manager(cfg_with(base_cfg, reward__reward_manager__name="not_registered"), report)
     p = _problem(report, "reward.reward_manager.name")
     assert "the plugin failed to import: ImportError: No module named 'scipy'" in p.message
 
@@ -296,7 +287,7 @@ def _without(monkeypatch, *modules):
 
 def test_gpus_asked_for_must_exist(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "module_installed", lambda name: True)
-    cfg = _cfg(base_cfg)  # the recipe's 8 GPUs on one node
+    cfg = cfg_with(base_cfg)  # the recipe's 8 GPUs on one node
     assert cfg.trainer.n_gpus_per_node == 8 and cfg.trainer.nnodes == 1
     p = _problem(_machine(cfg, gpus=0), "N_GPUS_PER_NODE (trainer.n_gpus_per_node)")
     assert "no visible CUDA device" in p.message and "DRY_RUN=1" in p.message
@@ -304,16 +295,16 @@ def test_gpus_asked_for_must_exist(base_cfg, monkeypatch):
     assert "asks for 8 GPUs" in p.message and "N_GPUS_PER_NODE=2" in p.message
     assert _machine(cfg, gpus=8).ok
     # several nodes: the other nodes' GPUs are Ray's to count
-    assert _machine(_cfg(base_cfg, trainer__nnodes=2), gpus=0).ok
+    assert _machine(cfg_with(base_cfg, trainer__nnodes=2), gpus=0).ok
 
 
 def test_v1_trainer_needs_transfer_queue(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "module_installed", lambda name: name != "transfer_queue")
-    cfg = _cfg(base_cfg)
+    cfg = cfg_with(base_cfg)
     assert cfg.trainer.use_v1  # verl 0.9.1's default path
     p = _problem(_machine(cfg), "trainer.use_v1")
     assert "TransferQueue" in p.message and "verl[verl-core]" in p.message
-    assert _machine(_cfg(base_cfg, trainer__use_v1=False)).ok
+    assert _machine(cfg_with(base_cfg, trainer__use_v1=False)).ok
 
 
 def test_transfer_queue_is_installed_by_the_verl_extra():
@@ -323,7 +314,7 @@ def test_transfer_queue_is_installed_by_the_verl_extra():
 
 def test_vllm_rollout_needs_vllm(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "module_installed", lambda name: name != "vllm")
-    p = _problem(_machine(_cfg(base_cfg)), "actor_rollout_ref.rollout.name")
+    p = _problem(_machine(cfg_with(base_cfg)), "actor_rollout_ref.rollout.name")
     assert "needs vllm" in p.message and "verl-perception[gpu]" in p.message
 
 
@@ -331,13 +322,13 @@ def test_flash_attention_needs_flash_attn(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "module_installed", lambda name: name != "flash_attn")
     setting = "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)"
     # verl's defaults: padding removal and flash_attention_2
-    cfg = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=True)
+    cfg = cfg_with(base_cfg, actor_rollout_ref__model__use_remove_padding=True)
     cfg.actor_rollout_ref.model.override_config.pop("attn_implementation", None)
     p = _problem(_machine(cfg), setting)
     assert "use_remove_padding=True and attn_implementation=flash_attention_2 need flash-attn" in p.message
     assert "ATTN_IMPL=sdpa" in p.message and all(o in p.message for o in preflight.SDPA_OVERRIDES)
     # the sdpa overrides the message names are enough
-    fixed = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=False,
+    fixed = cfg_with(base_cfg, actor_rollout_ref__model__use_remove_padding=False,
                  actor_rollout_ref__model__override_config__attn_implementation="sdpa")  # fmt: skip
     assert _machine(fixed).ok
     assert "ATTN_IMPL=flash_varlen_torch" in p.message
@@ -348,7 +339,7 @@ def test_flash_attention_needs_flash_attn(base_cfg, monkeypatch):
 
 def test_packed_attention_needs_torch_varlen_not_flash_attn(base_cfg, monkeypatch):
     setting = "ATTN_IMPL (actor_rollout_ref.model.override_config.attn_implementation)"
-    cfg = _cfg(base_cfg, actor_rollout_ref__model__use_remove_padding=True,
+    cfg = cfg_with(base_cfg, actor_rollout_ref__model__use_remove_padding=True,
                actor_rollout_ref__model__override_config__attn_implementation=preflight.PACKED_ATTENTION)  # fmt: skip
     monkeypatch.setattr(preflight, "module_installed", lambda name: name != "flash_attn")
     assert _machine(cfg).ok  # padding removal without flash-attn
@@ -365,10 +356,10 @@ def test_preflight_names_the_registered_packed_attention():
 
 def test_dry_run_reports_the_machine_as_notes(base_cfg, monkeypatch):
     monkeypatch.setattr(preflight, "visible_gpus", lambda: 0)
-    report = preflight.run_checks(_cfg(base_cfg), dry_run=True)
+    report = preflight.run_checks(cfg_with(base_cfg), dry_run=True)
     assert report.ok
     assert any(n.startswith("on this machine the run would fail: [N_GPUS_PER_NODE") for n in report.notes)
-    report = preflight.run_checks(_cfg(base_cfg))
+    report = preflight.run_checks(cfg_with(base_cfg))
     assert "N_GPUS_PER_NODE (trainer.n_gpus_per_node)" in _settings(report)
 
 
@@ -380,20 +371,20 @@ def _dynamic(cfg):
 
 def test_dynamic_sampling_is_refused_where_verl_would_ignore_or_fail(base_cfg):
     on = dict(algorithm__filter_groups__enable=True, algorithm__filter_groups__metric="score")
-    assert _dynamic(_cfg(base_cfg, **on)).ok  # the recipes' setting, with our sampler
-    assert _dynamic(_cfg(base_cfg, algorithm__filter_groups__metric="nonsense")).ok  # off: nothing to check
-    p = _problem(_dynamic(_cfg(base_cfg, **on, trainer__v1__sampler__custom_sampler__name="MySampler")),
+    assert _dynamic(cfg_with(base_cfg, **on)).ok  # the recipes' setting, with our sampler
+    assert _dynamic(cfg_with(base_cfg, algorithm__filter_groups__metric="nonsense")).ok  # off: nothing to check
+    p = _problem(_dynamic(cfg_with(base_cfg, **on, trainer__v1__sampler__custom_sampler__name="MySampler")),
                  "algorithm.filter_groups")
     assert "would not apply it" in p.message and "PerceptionReplayBuffer" in p.message
-    p = _problem(_dynamic(_cfg(base_cfg, **{**on, "algorithm__filter_groups__metric": "acc"})),
+    p = _problem(_dynamic(cfg_with(base_cfg, **{**on, "algorithm__filter_groups__metric": "acc"})),
                  "algorithm.filter_groups.metric")
     assert "'acc'" in p.message and "score" in p.message and "iou" in p.message
     for metric in ("reward", "iou", "f1"):  # what the rollouts carry
-        assert _dynamic(_cfg(base_cfg, **{**on, "algorithm__filter_groups__metric": metric})).ok
-    p = _problem(_dynamic(_cfg(base_cfg, **on, algorithm__filter_groups__max_num_gen_batches=4)),
+        assert _dynamic(cfg_with(base_cfg, **{**on, "algorithm__filter_groups__metric": metric})).ok
+    p = _problem(_dynamic(cfg_with(base_cfg, **on, algorithm__filter_groups__max_num_gen_batches=4)),
                  "algorithm.filter_groups.max_num_gen_batches")
     assert "max_inflight_gen_batches" in p.message
-    p = _problem(_dynamic(_cfg(base_cfg, **on, reward__reward_model__enable=True)), "algorithm.filter_groups.enable")
+    p = _problem(_dynamic(cfg_with(base_cfg, **on, reward__reward_model__enable=True)), "algorithm.filter_groups.enable")
     assert "enable_resource_pool" in p.message
-    assert preflight.run_checks(_cfg(base_cfg, **on), dry_run=True).ok
+    assert preflight.run_checks(cfg_with(base_cfg, **on), dry_run=True).ok
 
