@@ -864,8 +864,7 @@ def _local_path(path: str) -> bool:
 
 def check_model_path(cfg, report: Report, pending_model: bool) -> None:
     path = str(cfg.actor_rollout_ref.model.path)
-    local = _local_path(path)
-    if pending_model or not local:
+    if pending_model or not _local_path(path):
         return
     if not os.path.exists(os.path.expanduser(path)):
         report.add(
@@ -899,14 +898,12 @@ def run_checks(
     laptop, CI), so the machine's problems become notes instead of failures.
     """
     report = Report()
-    counts_ok = check_gpu_counts(cfg, report)
-    if not counts_ok:
-        pass  # the machine and batch checks divide by the counts
-    elif dry_run:
+    counts_ok = check_gpu_counts(cfg, report)  # the machine and batch checks divide by the counts
+    if counts_ok and dry_run:
         machine = Report()
         _guarded(report, "the machine", check_runtime, cfg, machine)
         report.notes.extend(f"on this machine the run would fail: {p}" for p in machine.problems)
-    else:
+    elif counts_ok:
         _guarded(report, "the machine", check_runtime, cfg, report)
     _guarded(report, "verl validate_config", check_verl, cfg, report)
     _guarded(report, "reward.reward_manager", check_reward_manager, cfg, report)
